@@ -1,0 +1,127 @@
+"""Image bytes -> the exact 224x224x3 float32 tensor the model was trained on.
+
+Training read files with `keras.utils.image_dataset_from_directory(image_size=(224, 224))`,
+which does `tf.io.decode_image(channels=3, expand_animations=False)` and then
+`tf.image.resize` (bilinear, half-pixel centres, no antialiasing). For the formats that pipeline
+reads (JPEG, PNG, GIF, BMP) we run those same TensorFlow ops, fused in one compiled graph: it is
+the only way to get TF's fast-integer-DCT JPEG pixels, and it is as fast as any alternative.
+WebP and TIFF, which the reference cannot read, are decoded by Pillow into the same convention
+(first frame, alpha dropped without compositing, grey expanded to RGB, 16-bit scaled to 8-bit);
+SVG is rendered to PNG bytes first. Image dimensions are checked from the header before any
+pixels are decoded, so a decompression bomb never allocates.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf  # noqa: E402
+
+from .architecture import INPUT_SIZE  # noqa: E402
+from .errors import ErrorType, ImageError  # noqa: E402
+from .image_format import TENSORFLOW_FORMATS, ImageFormat, sniff_format  # noqa: E402
+from .svg import rasterize_svg  # noqa: E402
+
+# Our own pixel limit applies before Pillow's; disable Pillow's so it can't fire first.
+Image.MAX_IMAGE_PIXELS = None
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Bounds on the work one image may cause (see the README's security table)."""
+
+    max_pixels: int = 100_000_000  # width x height x frames, before decoding
+    svg_render_size: int = 512  # longest side of an SVG rendering, in pixels
+
+
+DEFAULT_LIMITS = DecodeLimits()
+
+
+@tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+def _tensorflow_decode_and_resize(data: tf.Tensor) -> tf.Tensor:
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    return tf.image.resize(image, (INPUT_SIZE, INPUT_SIZE))
+
+
+@tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+def _tensorflow_resize(rgb: tf.Tensor) -> tf.Tensor:
+    return tf.image.resize(rgb, (INPUT_SIZE, INPUT_SIZE))
+
+
+def image_to_model_input(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> np.ndarray:
+    """Decode untrusted image bytes into a (224, 224, 3) float32 array in 0..255."""
+    image_format = sniff_format(data)
+    if image_format is ImageFormat.SVG:
+        data = rasterize_svg(data, limits.svg_render_size)
+        image_format = ImageFormat.PNG
+    with _open_header(data) as header:
+        _check_pixel_budget(header, limits)
+        if image_format in TENSORFLOW_FORMATS:
+            return _decode_with_tensorflow(data)
+        return _tensorflow_resize(_pillow_rgb(header)).numpy()
+
+
+def _open_header(data: bytes) -> Image.Image:
+    """Parse only the header (Pillow decodes lazily)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError(ErrorType.DECODE_FAILED, "the image header is corrupt") from None
+    except Exception as error:  # Pillow raises many types for malformed headers
+        raise ImageError(ErrorType.DECODE_FAILED, f"the image header is corrupt: {error}") from None
+
+
+def _check_pixel_budget(header: Image.Image, limits: DecodeLimits) -> None:
+    width, height = header.size
+    if width <= 0 or height <= 0:
+        raise ImageError(ErrorType.DECODE_FAILED, f"invalid image dimensions {width}x{height}")
+    frames = _frame_count(header) if header.format == "GIF" else 1
+    if width * height * frames > limits.max_pixels:
+        raise ImageError(
+            ErrorType.TOO_LARGE,
+            f"{width}x{height} pixels x {frames} frame(s) exceeds the limit of "
+            f"{limits.max_pixels} pixels",
+        )
+
+
+def _frame_count(header: Image.Image) -> int:
+    """GIF frames: TensorFlow decodes all of them before keeping the first."""
+    try:
+        return max(1, int(getattr(header, "n_frames", 1)))
+    except Exception as error:
+        raise ImageError(ErrorType.DECODE_FAILED, f"corrupt GIF: {error}") from None
+
+
+def _decode_with_tensorflow(data: bytes) -> np.ndarray:
+    try:
+        return _tensorflow_decode_and_resize(tf.constant(data)).numpy()
+    except (tf.errors.InvalidArgumentError, tf.errors.OpError) as error:
+        message = error.message.splitlines()[0] if error.message else type(error).__name__
+        raise ImageError(ErrorType.DECODE_FAILED, f"the image could not be decoded: {message}") from None
+
+
+def _pillow_rgb(image: Image.Image) -> np.ndarray:
+    """Pillow decode into TF's convention: frame 0, alpha dropped, grey expanded, 8 bits."""
+    try:
+        image.seek(0)
+        image.load()
+        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+            grey = (np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8)
+            return np.repeat(grey[:, :, None], 3, axis=2)
+        if image.mode in ("RGBA", "RGBa", "LA", "La", "PA"):
+            image = image.convert("RGBA")
+            return np.ascontiguousarray(np.asarray(image)[:, :, :3])
+        return np.asarray(image.convert("RGB"))
+    except ImageError:
+        raise
+    except Exception as error:  # truncated or corrupt pixel data
+        raise ImageError(ErrorType.DECODE_FAILED, f"the image could not be decoded: {error}") from None
