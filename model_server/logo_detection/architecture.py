@@ -10,8 +10,8 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import keras  # noqa: E402
-import keras_cv  # noqa: E402
+import keras
+import keras_cv
 
 INPUT_SIZE = 224
 DEFAULT_CLASS_NAMES = ("out_of_domain", "logo")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class ErrorType(str, Enum):
+class ErrorType(StrEnum):
     """The documented, stable set of per-instance error types (see README)."""
 
     FETCH_FAILED = "fetch_failed"  # network, DNS, TLS, timeout, non-2xx answer

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from .errors import ErrorType, ImageError
 
 
-class ImageFormat(str, Enum):
+class ImageFormat(StrEnum):
     JPEG = "jpeg"
     PNG = "png"
     GIF = "gif"
@@ -18,7 +18,9 @@ class ImageFormat(str, Enum):
 
 
 # Formats keras.utils.image_dataset_from_directory reads, decoded by TensorFlow itself for parity.
-TENSORFLOW_FORMATS = frozenset({ImageFormat.JPEG, ImageFormat.PNG, ImageFormat.GIF, ImageFormat.BMP})
+TENSORFLOW_FORMATS = frozenset(
+    {ImageFormat.JPEG, ImageFormat.PNG, ImageFormat.GIF, ImageFormat.BMP}
+)
 
 _MAGIC_NUMBERS: tuple[tuple[bytes, ImageFormat], ...] = (
     (b"\xff\xd8\xff", ImageFormat.JPEG),

@@ -22,12 +22,12 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
-from .architecture import INPUT_SIZE  # noqa: E402
-from .errors import ErrorType, ImageError  # noqa: E402
-from .image_format import TENSORFLOW_FORMATS, ImageFormat, sniff_format  # noqa: E402
-from .svg import rasterize_svg  # noqa: E402
+from .architecture import INPUT_SIZE
+from .errors import ErrorType, ImageError
+from .image_format import TENSORFLOW_FORMATS, ImageFormat, sniff_format
+from .svg import rasterize_svg
 
 # Our own pixel limit applies before Pillow's; disable Pillow's so it can't fire first.
 Image.MAX_IMAGE_PIXELS = None
@@ -106,7 +106,7 @@ def _decode_with_tensorflow(data: bytes) -> np.ndarray:
         return _tensorflow_decode_and_resize(tf.constant(data)).numpy()
     except (tf.errors.InvalidArgumentError, tf.errors.OpError) as error:
         message = error.message.splitlines()[0] if error.message else type(error).__name__
-        raise ImageError(ErrorType.DECODE_FAILED, f"the image could not be decoded: {message}") from None
+        raise _undecodable(message) from None
 
 
 def _pillow_rgb(image: Image.Image) -> np.ndarray:
@@ -124,4 +124,8 @@ def _pillow_rgb(image: Image.Image) -> np.ndarray:
     except ImageError:
         raise
     except Exception as error:  # truncated or corrupt pixel data
-        raise ImageError(ErrorType.DECODE_FAILED, f"the image could not be decoded: {error}") from None
+        raise _undecodable(error) from None
+
+
+def _undecodable(reason: object) -> ImageError:
+    return ImageError(ErrorType.DECODE_FAILED, f"the image could not be decoded: {reason}")

@@ -1,0 +1,47 @@
+"""Bound the images in flight across all requests, so bursts queue instead of exhausting memory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+
+class ServiceOverloaded(Exception):
+    """No capacity within the wait limit: answered as HTTP 503 with Retry-After."""
+
+
+class ImageAdmission:
+    def __init__(self, max_images_in_flight: int, max_wait_s: float = 30.0) -> None:
+        self.capacity = max_images_in_flight
+        self.max_wait_s = max_wait_s
+        self.in_flight = 0
+        self._changed: asyncio.Condition | None = None
+
+    @contextlib.asynccontextmanager
+    async def admit(self, count: int) -> AsyncIterator[None]:
+        """Hold `count` slots for the duration of a request (waits, then 503s)."""
+        count = min(count, self.capacity)  # a request can never need more than everything
+        changed = self._condition()
+        async with changed:
+            try:
+                await asyncio.wait_for(
+                    changed.wait_for(lambda: self.in_flight + count <= self.capacity),
+                    self.max_wait_s,
+                )
+            except TimeoutError:
+                raise ServiceOverloaded(
+                    f"the server is busy ({self.in_flight} images in flight); retry shortly"
+                ) from None
+            self.in_flight += count
+        try:
+            yield
+        finally:
+            async with changed:
+                self.in_flight -= count
+                changed.notify_all()
+
+    def _condition(self) -> asyncio.Condition:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        return self._changed

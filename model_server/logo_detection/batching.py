@@ -1,0 +1,118 @@
+"""Cross-request micro-batching: concurrent requests share forward passes.
+
+One worker task owns the model. It takes every request waiting in the queue (whole requests,
+never split) up to `max_batch_size` images, runs one forward pass in a single dedicated
+thread, and routes each request's slice of the scores back. When the model is idle a lone
+request runs at once; while a pass is running, newcomers queue and share the next one, so
+batching costs nothing at low load and raises throughput under load. `max_wait_s` > 0 makes
+the worker linger for stragglers before a pass that is not yet full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .inference import InferenceBackend
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchResult:
+    scores: np.ndarray  # (n, num_classes) for this request's images
+    inference_ms: float  # time of the forward pass this request rode in
+    batch_size: int  # images in that forward pass, all requests together
+
+
+@dataclass
+class _Job:
+    images: np.ndarray
+    future: asyncio.Future = field(repr=False)
+
+
+class MicroBatcher:
+    def __init__(
+        self, backend: InferenceBackend, max_batch_size: int = 64, max_wait_s: float = 0.0
+    ) -> None:
+        self.backend = backend
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self._pending: collections.deque[_Job] = collections.deque()
+        self._wakeup: asyncio.Event | None = None
+        self._worker: asyncio.Task | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+
+    async def predict(self, images: np.ndarray) -> BatchResult:
+        """Scores for one request's images, computed in a shared forward pass."""
+        if len(images) == 0:
+            return BatchResult(np.zeros((0, 2), np.float32), 0.0, 0)
+        self._ensure_worker()
+        job = _Job(images, asyncio.get_running_loop().create_future())
+        self._pending.append(job)
+        self._wakeup.set()
+        return await job.future
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+        self._executor.shutdown(wait=True)
+
+    def _ensure_worker(self) -> None:
+        if self._worker is None:
+            self._wakeup = asyncio.Event()
+            self._worker = asyncio.create_task(self._run(), name="micro-batcher")
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                if self.max_wait_s > 0 and self._queued_images() < self.max_batch_size:
+                    await asyncio.sleep(self.max_wait_s)
+                jobs = self._take_batch()
+                batch = np.concatenate([job.images for job in jobs])
+                started = time.perf_counter()
+                try:
+                    scores = await loop.run_in_executor(self._executor, self.backend.predict, batch)
+                except Exception as error:  # a model failure fails these requests, not the worker
+                    logger.exception("Forward pass over %d images failed", len(batch))
+                    for job in jobs:
+                        if not job.future.done():
+                            job.future.set_exception(error)
+                    continue
+                inference_ms = (time.perf_counter() - started) * 1000
+                self._deliver(jobs, scores, inference_ms)
+
+    def _queued_images(self) -> int:
+        return sum(len(job.images) for job in self._pending)
+
+    def _take_batch(self) -> list[_Job]:
+        """Whole requests in arrival order; a request bigger than the cap rides alone."""
+        jobs = [self._pending.popleft()]
+        size = len(jobs[0].images)
+        while self._pending and size + len(self._pending[0].images) <= self.max_batch_size:
+            job = self._pending.popleft()
+            jobs.append(job)
+            size += len(job.images)
+        return jobs
+
+    @staticmethod
+    def _deliver(jobs: list[_Job], scores: np.ndarray, inference_ms: float) -> None:
+        offset = 0
+        for job in jobs:
+            count = len(job.images)
+            if not job.future.done():  # the client may have gone away
+                job.future.set_result(
+                    BatchResult(scores[offset : offset + count], inference_ms, len(scores))
+                )
+            offset += count

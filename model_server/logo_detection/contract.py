@@ -1,0 +1,140 @@
+"""The Upload Wizard contract: parse and validate a predict request, shape its response."""
+
+from __future__ import annotations
+
+import binascii
+from base64 import b64decode
+from dataclasses import dataclass
+
+import orjson
+from kserve.errors import InvalidInput
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
+
+from .errors import ErrorType, ImageError
+
+SCORE_DECIMALS = 4
+
+
+class InstanceModel(BaseModel):
+    """One file to score. Unknown keys are ignored; `filename` is only echoed back."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    filename: StrictStr = Field(min_length=1)
+    target: StrictStr
+    url: StrictStr | None = None
+    image: StrictStr | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> InstanceModel:
+        if (self.url is None) == (self.image is None):
+            raise ValueError("give exactly one of 'url' or 'image'")
+        return self
+
+
+class RequestModel(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    instances: list[InstanceModel] = Field(min_length=1)
+    debug: StrictBool = False
+
+
+@dataclass(frozen=True)
+class Instance:
+    filename: str
+    target: str
+    url: str | None
+    image_bytes: bytes | None  # decoded from base64; None for URL instances
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    instances: list[Instance]
+    debug: bool
+
+
+def parse_request(
+    payload: dict | bytes | str, max_instances: int, known_targets: tuple[str, ...]
+) -> PredictRequest:
+    """Validate the whole request, or raise InvalidInput naming the field and instance."""
+    body = _as_json_object(payload)
+    instances = body.get("instances")
+    if isinstance(instances, list) and len(instances) > max_instances:
+        raise InvalidInput(
+            f"instances: {len(instances)} instances given, at most {max_instances} allowed"
+        )
+    try:
+        request = RequestModel.model_validate(body)
+    except ValidationError as error:
+        raise InvalidInput(_describe(error)) from None
+    parsed = []
+    for index, instance in enumerate(request.instances):
+        if instance.target not in known_targets:
+            raise InvalidInput(
+                f"instances[{index}].target: unknown target {instance.target!r}; "
+                f"known: {', '.join(known_targets)}"
+            )
+        image_bytes = None if instance.image is None else _decode_base64(instance.image, index)
+        parsed.append(Instance(instance.filename, instance.target, instance.url, image_bytes))
+    return PredictRequest(parsed, request.debug)
+
+
+def _as_json_object(payload: dict | bytes | str) -> dict:
+    """KServe parses JSON bodies sent as application/json; anything else arrives as bytes."""
+    if isinstance(payload, (bytes, bytearray, str)):
+        try:
+            payload = orjson.loads(payload)
+        except orjson.JSONDecodeError as error:
+            raise InvalidInput(f"the request body is not valid JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise InvalidInput("the request body must be a JSON object with an 'instances' list")
+    return payload
+
+
+def _describe(error: ValidationError) -> str:
+    """'instances[3].filename: String should have at least 1 character' style messages."""
+    problems = []
+    for detail in error.errors():
+        location = ""
+        for part in detail["loc"]:
+            location += f"[{part}]" if isinstance(part, int) else (f".{part}" if location else part)
+        problems.append(f"{location or 'body'}: {detail['msg']}")
+    return "; ".join(problems)
+
+
+def _decode_base64(text: str, index: int) -> bytes:
+    try:
+        return b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise InvalidInput(f"instances[{index}].image: invalid base64: {error}") from None
+
+
+def scored_result(instance: Instance, scores: dict[str, float], target_class: str = "logo") -> dict:
+    return {
+        "filename": instance.filename,
+        "target": instance.target,
+        "prediction": round(float(scores[target_class]), SCORE_DECIMALS),
+        "out_of_domain": round(float(scores["out_of_domain"]), SCORE_DECIMALS),
+    }
+
+
+def error_result(instance: Instance, error: ImageError) -> dict:
+    return {"filename": instance.filename, "target": instance.target, "error": error.as_dict()}
+
+
+__all__ = [
+    "ErrorType",
+    "Instance",
+    "PredictRequest",
+    "error_result",
+    "parse_request",
+    "scored_result",
+]
