@@ -1,0 +1,55 @@
+# logo-detection: `make` lists the targets.
+SHELL := /bin/bash
+PYTHON_BIN ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+PRODUCTION_MODEL_URL ?= https://analytics.wikimedia.org/published/wmf-ml-models/logo-detection/logo_max_all.keras
+PRODUCTION_MODEL_DIR ?= models/production
+IMAGE ?= logo-detection:latest
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint bench download-model clean image
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+$(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON_BIN) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(INSTALLED)
+
+install: $(INSTALLED) ## Create .venv with the pinned stack
+
+run: $(INSTALLED) ## Serve the default model on http://localhost:8080 (MODEL_PATH overrides)
+	$(PY) -m model_server.logo_detection
+
+test: $(INSTALLED) ## Run the whole test suite (what CI runs)
+	$(PY) -m pytest
+
+lint: $(INSTALLED) ## ruff lint + format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: $(INSTALLED) ## Benchmark the real server against the raw model and a naive baseline
+	$(PY) -m bench
+
+download-model: ## Fetch the production logo_max_all.keras (needs internet)
+	@mkdir -p $(PRODUCTION_MODEL_DIR)
+	@curl --fail --location --silent --show-error --connect-timeout 10 --max-time 600 \
+		-o $(PRODUCTION_MODEL_DIR)/logo_max_all.keras.part "$(PRODUCTION_MODEL_URL)" \
+	|| { rm -f $(PRODUCTION_MODEL_DIR)/logo_max_all.keras.part; \
+	     echo "error: could not download $(PRODUCTION_MODEL_URL) (no internet access?)." >&2; \
+	     echo "Fetch it on a connected machine, then run: MODEL_PATH=/path/to/logo_max_all.keras make run" >&2; \
+	     exit 1; }
+	@mv $(PRODUCTION_MODEL_DIR)/logo_max_all.keras.part $(PRODUCTION_MODEL_DIR)/logo_max_all.keras
+	@echo "Saved $(PRODUCTION_MODEL_DIR)/logo_max_all.keras; serve it with: MODEL_PATH=$(PRODUCTION_MODEL_DIR)/logo_max_all.keras make run"
+
+clean: ## Remove the venv, caches and build output
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+image: ## Build the production container image (needs a Docker engine)
+	docker build -t $(IMAGE) .

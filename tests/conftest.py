@@ -1,0 +1,89 @@
+"""Shared fixtures: the real server process, a real local image server, a real HTTP client."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from .image_server import ImageServer
+from .server_process import REPO_ROOT, ServerProcess
+
+SAMPLES_DIR = REPO_ROOT.parent / "shared" / "samples"
+SAMPLE_NAMES = (
+    "Cambia_logo.png",
+    "Blooming_bush_(14248894271).jpg",
+    "12_rue_de_Condé_-_detail.jpg",
+)
+
+
+@pytest.fixture(scope="session")
+def samples() -> dict[str, bytes]:
+    """The three real Commons images: a logo and two photos."""
+    missing = [name for name in SAMPLE_NAMES if not (SAMPLES_DIR / name).is_file()]
+    assert not missing, f"sample images missing from {SAMPLES_DIR}: {missing}"
+    return {name: (SAMPLES_DIR / name).read_bytes() for name in SAMPLE_NAMES}
+
+
+@pytest.fixture(scope="session")
+def image_server() -> Iterator[ImageServer]:
+    server = ImageServer().start()
+    yield server
+    server.stop()
+
+
+def loopback_fetch_settings(image_server: ImageServer) -> dict[str, object]:
+    """Let the server fetch from the local image server (off by default in production)."""
+    return {
+        "fetch_allowed_schemes": "http",
+        "fetch_allowed_hosts": "127.0.0.1,localhost",
+        "fetch_allowed_ports": str(image_server.port),
+        "fetch_allow_loopback": "true",
+    }
+
+
+@pytest.fixture(scope="session")
+def server(image_server: ImageServer) -> Iterator[ServerProcess]:
+    """One real server process for the session, serving the default model."""
+    with ServerProcess(
+        fetch_total_timeout_s=5, fetch_read_timeout_s=2, **loopback_fetch_settings(image_server)
+    ) as process:
+        yield process
+
+
+@pytest.fixture(scope="session")
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+        yield session
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def instance(filename: str, data: bytes | None = None, url: str | None = None) -> dict:
+    item: dict = {"filename": filename, "target": "logo"}
+    if data is not None:
+        item["image"] = b64(data)
+    if url is not None:
+        item["url"] = url
+    return item
+
+
+async def post_predict(
+    http: aiohttp.ClientSession, server: ServerProcess, body: object
+) -> tuple[int, dict]:
+    """POST a JSON body (or raw bytes/str) to the predict route; returns (status, JSON)."""
+    if isinstance(body, (bytes, str)):
+        kwargs = {"data": body, "headers": {"Content-Type": "application/json"}}
+    else:
+        kwargs = {"json": body}
+    async with http.post(server.predict_url, **kwargs) as response:
+        return response.status, await response.json(content_type=None)
+
+
+def sample_path(name: str) -> Path:
+    return SAMPLES_DIR / name

@@ -1,0 +1,107 @@
+"""Start and stop the real model server process on free loopback ports, for tests and benches."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = REPO_ROOT / "models" / "logo_detection.keras"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """`python -m model_server.logo_detection` with its settings from `env`; logs to a file."""
+
+    def __init__(self, model_path: Path = DEFAULT_MODEL, **env: object) -> None:
+        self.http_port = free_port()
+        self.grpc_port = free_port()
+        self.env = {
+            **os.environ,
+            "MODEL_PATH": str(model_path),
+            "HTTP_PORT": str(self.http_port),
+            "GRPC_PORT": str(self.grpc_port),
+            "PYTHONUNBUFFERED": "1",
+            **{key.upper(): str(value) for key, value in env.items()},
+        }
+        self._log = tempfile.NamedTemporaryFile(prefix="logo-detection-", suffix=".log")
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def predict_url(self) -> str:
+        name = self.env.get("MODEL_NAME", "logo-detection")
+        return f"{self.url}/v1/models/{name}:predict"
+
+    def start(self, ready_timeout_s: float = 180) -> ServerProcess:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "model_server.logo_detection"],
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + ready_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/v2/health/ready", timeout=2) as answer:
+                    if answer.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"server not ready after {ready_timeout_s} s:\n{self.log()}")
+
+    def stop(self, timeout_s: float = 60) -> int:
+        """SIGTERM, as Kubernetes does; returns the exit code."""
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def log(self) -> str:
+        return Path(self._log.name).read_text(errors="replace")
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+        self._log.close()
+
+
+def run_to_exit(model_path: Path, timeout_s: float = 180, **env: object) -> tuple[int, str]:
+    """Run the server expecting it to refuse to start; returns (exit code, output)."""
+    server = ServerProcess(model_path, **env)
+    result = subprocess.run(
+        [sys.executable, "-m", "model_server.logo_detection"],
+        cwd=REPO_ROOT,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+    return result.returncode, result.stdout + result.stderr

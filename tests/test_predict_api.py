@@ -1,0 +1,225 @@
+"""End-to-end contract tests against the real server process (issue: the core predictor)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+
+import pytest
+from PIL import Image
+
+from .conftest import SAMPLE_NAMES, b64, instance, post_predict
+
+pytestmark = pytest.mark.asyncio
+
+
+def png_bytes(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def assert_scored(result: dict, filename: str) -> None:
+    assert result["filename"] == filename
+    assert result["target"] == "logo"
+    assert "error" not in result, result
+    assert 0.0 <= result["prediction"] <= 1.0
+    assert 0.0 <= result["out_of_domain"] <= 1.0
+    assert math.isclose(result["prediction"] + result["out_of_domain"], 1.0, abs_tol=2e-4)
+    assert round(result["prediction"], 4) == result["prediction"]
+
+
+async def test_samples_by_base64_and_by_url_score_identically(http, server, image_server, samples):
+    by_base64 = [instance(name, data=data) for name, data in samples.items()]
+    by_url = [
+        instance(name, url=image_server.add_file(f"samples/{index}", data))
+        for index, (name, data) in enumerate(samples.items())
+    ]
+    status, body = await post_predict(http, server, {"instances": by_base64 + by_url})
+    assert status == 200, body
+    results = body["predictions"]
+    assert [r["filename"] for r in results] == list(SAMPLE_NAMES) * 2
+    for result, name in zip(results, list(SAMPLE_NAMES) * 2, strict=True):
+        assert_scored(result, name)
+    for first, second in zip(results[:3], results[3:], strict=True):
+        assert first["prediction"] == second["prediction"]
+    assert "latency" not in body
+
+
+async def test_fifty_instances_answer_in_order_with_duplicates(http, server):
+    colors = [(i * 5, 255 - i * 5, (i * 37) % 256) for i in range(50)]
+    instances = [instance(f"file-{i % 7}.png", data=png_bytes(c)) for i, c in enumerate(colors)]
+    status, body = await post_predict(http, server, {"instances": instances})
+    assert status == 200, body
+    assert [r["filename"] for r in body["predictions"]] == [f"file-{i % 7}.png" for i in range(50)]
+    # the same image sent alone gets the same score as inside the 50: results are not shuffled
+    status, alone = await post_predict(http, server, {"instances": [instances[23]]})
+    assert alone["predictions"][0]["prediction"] == body["predictions"][23]["prediction"]
+
+
+async def test_fifty_one_instances_are_rejected(http, server):
+    instances = [instance(f"f{i}.png", data=png_bytes((1, 2, 3))) for i in range(51)]
+    status, body = await post_predict(http, server, {"instances": instances})
+    assert status == 400
+    assert "instances" in body["error"] and "50" in body["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"not json", "request"),
+        ({"inputs": []}, "instances"),
+        ({"instances": []}, "instances"),
+        ({"instances": "x"}, "instances"),
+        ([1, 2], "JSON object"),
+        ({"instances": [{"target": "logo", "image": "aGk="}]}, "instances[0].filename"),
+        (
+            {"instances": [{"filename": "", "target": "logo", "image": "aGk="}]},
+            "instances[0].filename",
+        ),
+        (
+            {"instances": [{"filename": 3, "target": "logo", "image": "aGk="}]},
+            "instances[0].filename",
+        ),
+        ({"instances": [{"filename": "a", "image": "aGk="}]}, "instances[0].target"),
+        (
+            {"instances": [{"filename": "a", "target": "cat", "image": "aGk="}]},
+            "instances[0].target",
+        ),
+        ({"instances": [{"filename": "a", "target": "logo"}]}, "instances[0]"),
+        (
+            {
+                "instances": [
+                    {"filename": "a", "target": "logo", "image": "aGk=", "url": "https://x"}
+                ]
+            },
+            "exactly one",
+        ),
+        (
+            {
+                "instances": [
+                    {"filename": "a", "target": "logo", "image": "aGk="},
+                    {"filename": "b", "target": "logo", "image": "!!notbase64!!"},
+                ]
+            },
+            "instances[1].image",
+        ),
+        ({"instances": [{"filename": "a", "target": "logo", "url": 5}]}, "instances[0].url"),
+        (
+            {"instances": [{"filename": "a", "target": "logo", "image": "aGk="}], "debug": "yes"},
+            "debug",
+        ),
+    ],
+)
+async def test_malformed_requests_get_400_naming_the_field(http, server, body, expected):
+    status, answer = await post_predict(http, server, body)
+    assert status == 400, answer
+    assert expected in answer["error"], answer
+
+
+async def test_broken_instances_get_errors_and_others_are_scored(
+    http, server, image_server, samples
+):
+    logo = samples["Cambia_logo.png"]
+    instances = [
+        instance("good-1.png", data=logo),
+        instance("text.txt", data=b"hello, not an image"),
+        instance("truncated.png", data=logo[: len(logo) // 3]),
+        instance("missing.jpg", url=image_server.url("does-not-exist.jpg")),
+        instance("elsewhere.jpg", url="https://example.org/image.jpg"),
+        instance("good-2.png", data=logo, url=None),
+    ]
+    status, body = await post_predict(http, server, {"instances": instances})
+    assert status == 200, body
+    results = body["predictions"]
+    assert [r["filename"] for r in results] == [i["filename"] for i in instances]
+    assert_scored(results[0], "good-1.png")
+    assert_scored(results[5], "good-2.png")
+    assert results[0]["prediction"] == results[5]["prediction"]
+    assert results[1]["error"]["type"] == "unsupported_format"
+    assert results[2]["error"]["type"] == "decode_failed"
+    assert results[3]["error"]["type"] == "fetch_failed" and "404" in results[3]["error"]["message"]
+    assert results[4]["error"]["type"] == "url_not_allowed"
+    for result in results[1:5]:
+        assert "prediction" not in result and result["error"]["message"]
+
+
+async def test_debug_reports_per_stage_latency(http, server, image_server, samples):
+    url = image_server.add_file("debug/photo.jpg", samples["Blooming_bush_(14248894271).jpg"])
+    body = {
+        "instances": [
+            instance("a.png", data=samples["Cambia_logo.png"]),
+            instance("b.jpg", url=url),
+        ],
+        "debug": True,
+    }
+    status, answer = await post_predict(http, server, body)
+    assert status == 200, answer
+    latency = answer["latency"]
+    for stage in ("fetch_ms", "decode_ms", "inference_ms", "total_ms"):
+        assert latency[stage] >= 0
+    assert latency["fetch_ms"] > 0 and latency["inference_ms"] > 0
+    assert latency["total_ms"] >= latency["inference_ms"]
+    assert latency["batch_size"] >= 2
+
+
+async def test_curl_style_form_content_type_is_accepted(http, server, samples):
+    payload = '{"instances": [{"filename": "x.png", "target": "logo", "image": "%s"}]}' % b64(
+        samples["Cambia_logo.png"]
+    )
+    async with http.post(
+        server.predict_url,
+        data=payload,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    ) as response:
+        assert response.status == 200
+        assert_scored((await response.json())["predictions"][0], "x.png")
+
+
+async def test_health_readiness_model_and_metrics_routes(http, server):
+    async with http.get(f"{server.url}/v1/models/logo-detection") as response:
+        assert response.status == 200
+        assert await response.json() == {"name": "logo-detection", "ready": True}
+    for route in ("/v2/health/live", "/v2/health/ready"):
+        async with http.get(server.url + route) as response:
+            assert response.status == 200
+    async with http.get(f"{server.url}/v1/models/no-such-model") as response:
+        assert response.status == 404
+    async with http.get(f"{server.url}/metrics") as response:
+        assert response.status == 200
+        assert "request_predict_seconds" in await response.text()
+
+
+async def test_health_answers_while_a_big_request_is_in_flight(http, server, samples):
+    big = {
+        "instances": [
+            instance(f"{i}.jpg", data=samples["Blooming_bush_(14248894271).jpg"]) for i in range(50)
+        ]
+    }
+    in_flight = asyncio.create_task(post_predict(http, server, big))
+    await asyncio.sleep(0.05)
+    slowest = 0.0
+    loop = asyncio.get_running_loop()
+    while not in_flight.done():
+        started = loop.time()
+        async with http.get(f"{server.url}/v2/health/live") as response:
+            assert response.status == 200
+        slowest = max(slowest, loop.time() - started)
+        await asyncio.sleep(0.01)
+    status, _ = await in_flight
+    assert status == 200
+    assert slowest < 0.5, f"health check took {slowest:.3f} s during a 50-image request"
+
+
+async def test_concurrent_requests_each_get_their_own_results(http, server):
+    async def one(i: int) -> tuple[int, dict]:
+        instances = [
+            instance(f"r{i}-{j}.png", data=png_bytes((i * 20, j * 40, 90))) for j in range(3)
+        ]
+        return await post_predict(http, server, {"instances": instances})
+
+    answers = await asyncio.gather(*(one(i) for i in range(12)))
+    for i, (status, body) in enumerate(answers):
+        assert status == 200
+        assert [r["filename"] for r in body["predictions"]] == [f"r{i}-{j}.png" for j in range(3)]
