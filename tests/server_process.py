@@ -36,7 +36,7 @@ class ServerProcess:
             "PYTHONUNBUFFERED": "1",
             **{key.upper(): str(value) for key, value in env.items()},
         }
-        self._log = tempfile.NamedTemporaryFile(prefix="logo-detection-", suffix=".log")
+        self._log = tempfile.NamedTemporaryFile(prefix="logo-detection-", suffix=".log")  # noqa: SIM115 (lives as long as the server)
         self.process: subprocess.Popen | None = None
 
     @property

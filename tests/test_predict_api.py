@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import math
 
 import pytest
 from PIL import Image
 
-from .conftest import SAMPLE_NAMES, b64, instance, post_predict
+from .conftest import SAMPLE_NAMES, instance, post_predict
 
 pytestmark = pytest.mark.asyncio
 
@@ -165,9 +166,7 @@ async def test_debug_reports_per_stage_latency(http, server, image_server, sampl
 
 
 async def test_curl_style_form_content_type_is_accepted(http, server, samples):
-    payload = '{"instances": [{"filename": "x.png", "target": "logo", "image": "%s"}]}' % b64(
-        samples["Cambia_logo.png"]
-    )
+    payload = json.dumps({"instances": [instance("x.png", data=samples["Cambia_logo.png"])]})
     async with http.post(
         server.predict_url,
         data=payload,
