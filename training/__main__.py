@@ -1,0 +1,138 @@
+"""``python -m training {prepare,train,evaluate,classify}``: see training/README.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+DEFAULT_STAGES = "3x96:0.9,4x128:0.8,1x224:0.75"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    prep = sub.add_parser(
+        "prepare", help="build a Commons-like training folder from the source collection"
+    )
+    prep.add_argument(
+        "--source-dir", type=Path, required=True, help="the shared data folder (images/, meta/)"
+    )
+    prep.add_argument("--out", type=Path, required=True)
+    prep.add_argument("--seed", type=int, default=1)
+    prep.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+
+    tr = sub.add_parser("train", help="train the production architecture")
+    tr.add_argument(
+        "--data-dir", type=Path, required=True, help="folder with logo/ and out_of_domain/"
+    )
+    tr.add_argument(
+        "--out", type=Path, required=True, help="writes logo_detection.keras + .json here"
+    )
+    tr.add_argument(
+        "--stages",
+        default=DEFAULT_STAGES,
+        help="EPOCHSxSIZE:MIN_CROP_SCALE,... (default %(default)s)",
+    )
+    tr.add_argument("--batch-size", type=int, default=32, help="per replica")
+    tr.add_argument("--learning-rate", type=float, default=2e-3)
+    tr.add_argument("--seed", type=int, default=1)
+    tr.add_argument(
+        "--backbone-weights", type=Path, help="local EfficientNetV2-B0 backbone weights"
+    )
+    tr.add_argument(
+        "--cache-dir", type=Path, help="decoded-image cache (default <data-dir>/.cache if writable)"
+    )
+    tr.add_argument("--patience", type=int, default=3, help="early-stopping patience, in epochs")
+    tr.add_argument("--steps-per-epoch", type=int, help="cap steps per epoch (smoke tests)")
+    tr.add_argument("--validation-steps", type=int, help="cap validation steps (smoke tests)")
+    tr.add_argument("--deterministic", action="store_true", help="bit-reproducible ops (slower)")
+    tr.add_argument(
+        "--precision",
+        default="auto",
+        help="auto (mixed_float16 on GPU), float32, mixed_bfloat16, ...",
+    )
+
+    ev = sub.add_parser("evaluate", help="metrics, per-source table and plots for a model")
+    ev.add_argument("--model", type=Path, required=True)
+    ev.add_argument("--data-dir", type=Path, required=True)
+    ev.add_argument(
+        "--split",
+        default="all",
+        choices=["all", "train", "val", "test"],
+        help="'test' = the held-out split of a folder made by prepare (default all)",
+    )
+    ev.add_argument("--out", type=Path, help="default: evaluation/ beside the model")
+    ev.add_argument(
+        "--target-precision", type=float, default=0.99, help="picks the operating point"
+    )
+    ev.add_argument("--cache-dir", type=Path)
+
+    cl = sub.add_parser("classify", help="score files and draw them in a grid")
+    cl.add_argument("--model", type=Path, required=True)
+    cl.add_argument("--grid", type=Path, default=Path("classify.png"), help="grid image to write")
+    cl.add_argument("paths", type=Path, nargs="+", help="image files or folders")
+    return p
+
+
+def default_cache(data_dir: Path) -> Path | None:
+    """Decoded images are cached beside the data (never in the repo), if that folder is writable."""
+    return data_dir / ".cache" if os.access(data_dir, os.W_OK) else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    if args.command == "prepare":
+        from training.prepare import prepare
+
+        print(json.dumps(prepare(args.source_dir, args.out, args.seed, args.workers), indent=2))
+    elif args.command == "train":
+        from training.train import parse_stages, train
+
+        info = train(
+            args.data_dir,
+            args.out,
+            parse_stages(args.stages),
+            args.batch_size,
+            args.learning_rate,
+            args.seed,
+            args.backbone_weights,
+            args.cache_dir or default_cache(args.data_dir),
+            args.patience,
+            args.steps_per_epoch,
+            args.validation_steps,
+            args.deterministic,
+            args.precision,
+        )
+        print(json.dumps(info["metrics"], indent=2))
+    elif args.command == "evaluate":
+        from training.evaluate import evaluate, table
+
+        out = args.out or args.model.parent / "evaluation"
+        report = evaluate(
+            args.model,
+            args.data_dir,
+            out,
+            args.split,
+            args.target_precision,
+            args.cache_dir or default_cache(args.data_dir),
+        )
+        print(table(report))
+        print(f"wrote {out / 'evaluation.json'} and plots")
+    else:
+        from training.classify import classify
+
+        rows = classify(args.model, args.paths, args.grid)
+        return 1 if any(s is None for _, s, _ in rows) else 0
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

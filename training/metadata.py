@@ -1,0 +1,84 @@
+"""The JSON written beside a model: what the server needs (class order, input size) and what a
+reviewer needs (data, metrics, library versions, and the sha256 tying the JSON to its file)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import keras
+import numpy as np
+from sklearn import metrics as skm
+
+from model_server.logo_detection.architecture import INPUT_SIZE
+from training import data
+
+LIBRARIES = ("tensorflow", "tensorflow-cpu", "keras", "keras-cv", "numpy", "pillow", "resvg-py")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def summary(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict:
+    """Threshold and ranking metrics for logo scores; AUCs are None when only one class is present."""
+    pred = (scores >= threshold).astype(int)
+    both = len(np.unique(labels)) == 2
+    return {
+        "n": len(labels),
+        "threshold": threshold,
+        "accuracy": float(skm.accuracy_score(labels, pred)) if len(labels) else None,
+        "precision": float(skm.precision_score(labels, pred, zero_division=0)),
+        "recall": float(skm.recall_score(labels, pred, zero_division=0)),
+        "f1": float(skm.f1_score(labels, pred, zero_division=0)),
+        "roc_auc": float(skm.roc_auc_score(labels, scores)) if both else None,
+        "pr_auc": float(skm.average_precision_score(labels, scores)) if both else None,
+        "confusion_matrix": skm.confusion_matrix(labels, pred, labels=[0, 1]).tolist(),
+    }
+
+
+def describe(data_dir: Path, counts: dict, training: dict, metrics: dict) -> dict:
+    sources = data_dir / "sources.json"
+    return {
+        "class_names": data.CLASS_NAMES,
+        "input_size": [INPUT_SIZE, INPUT_SIZE],
+        "input": "float32 RGB 0..255 from model_server.logo_detection.preprocess.image_to_model_input",
+        "data": {
+            "data_dir": str(data_dir),
+            "prepared_from": json.loads(sources.read_text()) if sources.exists() else None,
+            "split": {"method": "sha256 of the file-name group", "fractions": data.SPLIT_FRACTIONS},
+            "counts": counts,
+        },
+        "training": training,
+        "metrics": metrics,
+        "versions": versions(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def save_model(model: keras.Model, path: Path, info: dict) -> Path:
+    """Write the .keras file, then the JSON beside it with the file's sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    info = {**info, "model_file": path.name, "sha256": sha256_of(path)}
+    sidecar = path.with_suffix(".json")
+    sidecar.write_text(json.dumps(info, indent=2) + "\n")
+    return sidecar

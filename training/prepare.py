@@ -1,0 +1,340 @@
+"""Turn the source collection (all-SVG logos, mostly-photo non-logos) into Commons-like files.
+
+Writes ``<out>/<class>/<source>/<group>__<variant>.<ext>``. ``group`` ties together every file
+made from one source item (and one brand across sources), so ``training.data.split_of`` keeps
+all of them in the same train/validation/test split. Every random choice is seeded by the item's
+name, so the output does not depend on ordering or worker count.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import random
+import re
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import resvg_py
+from PIL import Image, ImageFilter
+
+from training import synth
+
+LOGO, OTHER = "logo", "out_of_domain"
+# Variants per source item, sized so the classes end up roughly balanced and small sources
+# (kodak, artworks, maps) are not drowned out.
+LOGO_VARIANTS = {"simple-icons": 1, "devicon": 2, "cryptocurrency-icons": 1, "football-icons": 2}
+OTHER_VARIANTS = {
+    "imagenet-sample-images": 2,
+    "intel-scenes": 1,
+    "kodak24": 6,
+    "pd-artworks-artbreaker": 3,
+    "svg-maps": 6,
+}
+SYNTH_COUNTS = {"charts": 1000, "text-pages": 450, "diagrams": 450, "screenshots": 400}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One output file to make: from a source file (``src``) or a generator (``src`` None)."""
+
+    cls: str
+    source: str
+    group: str
+    variant: int
+    src: str | None = None
+    colour: str | None = None
+
+
+def group_key(source: str, stem: str) -> str:
+    """Brand name shared by all sources, so e.g. simple-icons' and devicon's python stay together."""
+    if source == "devicon":
+        stem = re.split(r"-(original|plain|line)", stem)[0]
+    return re.sub(r"[^a-z0-9]", "", stem.lower()) or stem
+
+
+def fix_root_size(svg: str) -> str:
+    """Drop the root element's width/height so resvg sizes the image from its viewBox."""
+
+    def fix(m: re.Match) -> str:
+        tag = re.sub(r'\s(width|height)\s*=\s*"[^"]*"', "", m.group(0))
+        return tag if "viewBox" in tag else tag.replace("<svg", '<svg width="512" height="512"', 1)
+
+    return re.sub(r"<svg\b[^>]*>", fix, svg, count=1)
+
+
+def usable_svg(svg: str) -> str:
+    """The SVG itself, or with its root size fixed where resvg can't read it."""
+    try:
+        resvg_py.svg_to_bytes(svg_string=svg, width=16)
+        return svg
+    except ValueError:
+        return fix_root_size(svg)
+
+
+def rasterize(
+    svg: str, width: int, background: str | None = None, style: str | None = None
+) -> Image.Image:
+    """SVG -> RGBA image with resvg (no network: external hrefs are never fetched)."""
+    kwargs = {"svg_string": svg, "width": width, "background": background}
+    if style:
+        kwargs["style_sheet"] = style
+    try:
+        data = resvg_py.svg_to_bytes(**kwargs)
+    except ValueError:  # a size resvg can't read (e.g. "200.0pt"): use the viewBox or a default
+        kwargs["svg_string"] = fix_root_size(svg)
+        data = resvg_py.svg_to_bytes(**kwargs)
+    return Image.open(io.BytesIO(bytes(data))).convert("RGBA")
+
+
+def _luma(rgb: tuple[int, int, int]) -> float:
+    return (0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]) / 255
+
+
+def _hex(rgb: tuple[int, int, int]) -> str:
+    return "#%02x%02x%02x" % rgb
+
+
+def _background(rng: random.Random) -> tuple[int, int, int]:
+    r = rng.random()
+    if r < 0.5:
+        return (255, 255, 255)
+    if r < 0.65:
+        return tuple(rng.randint(220, 255) for _ in range(3))  # type: ignore[return-value]
+    if r < 0.8:
+        return tuple(rng.randint(0, 50) for _ in range(3))  # type: ignore[return-value]
+    return tuple(rng.randint(0, 255) for _ in range(3))  # type: ignore[return-value]
+
+
+def _simple_icon_colour(rng: random.Random, brand_hex: str | None) -> tuple[int, int, int]:
+    r = rng.random()
+    if brand_hex and r < 0.6:
+        return tuple(int(brand_hex[i : i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
+    if r < 0.75:
+        return (0, 0, 0)
+    if r < 0.85:
+        return (255, 255, 255)
+    return tuple(rng.randint(0, 255) for _ in range(3))  # type: ignore[return-value]
+
+
+def _size(rng: random.Random) -> int:
+    """Longest side: Commons thumbnails (small) up to full-size uploads."""
+    return int(rng.choice([rng.uniform(40, 160), rng.uniform(160, 500), rng.uniform(500, 900)]))
+
+
+def _encode(img: Image.Image, rng: random.Random, fmt: str) -> tuple[bytes, str]:
+    buf = io.BytesIO()
+    if fmt == "jpg":
+        img.convert("RGB").save(buf, "JPEG", quality=rng.randint(45, 95))
+    elif fmt == "gif":
+        img.convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE).save(buf, "GIF")
+    else:
+        if img.mode == "RGB" and rng.random() < 0.2:
+            img = img.quantize(rng.choice([16, 64, 256]))
+        img.save(buf, "PNG")
+    return buf.getvalue(), fmt
+
+
+def _thumbnail(img: Image.Image, rng: random.Random) -> Image.Image:
+    side = _size(rng)
+    scale = side / max(img.size)
+    if scale < 1:
+        img = img.resize(
+            (max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+            Image.Resampling.LANCZOS,
+        )
+    return img
+
+
+def logo_file(job: Job, rng: random.Random) -> tuple[bytes, str]:
+    """One Commons-like rendition of a logo SVG: SVG, transparent PNG, or PNG/JPEG/GIF on a background."""
+    svg = Path(job.src).read_text(encoding="utf-8", errors="replace")  # type: ignore[arg-type]
+    if job.source == "simple-icons":  # fill-less paths: give them a (brand) colour
+        fill = _simple_icon_colour(rng, job.colour)
+        svg = re.sub(r"<svg\b", f'<svg fill="{_hex(fill)}"', svg, count=1)
+    else:
+        fill = None
+    fmt = rng.choices(["svg", "png-alpha", "png", "jpg", "gif"], weights=[12, 25, 35, 23, 5])[0]
+    if fmt == "svg" and fill is not None and _luma(fill) < 0.3:
+        fmt = "png"  # the server renders SVGs on black: a dark single-colour icon would vanish
+    if fmt == "svg":
+        return usable_svg(svg).encode(), "svg"
+    side = _size(rng)
+    pad = rng.choice([0.0, 0.0, rng.uniform(0, 0.15), rng.uniform(0.1, 0.4)])
+    inner = max(16, int(side / (1 + 2 * pad)))
+    logo = rasterize(svg, inner)
+    if max(logo.size) > inner:  # tall logos: fit the longest side
+        logo = logo.resize(
+            (
+                max(1, logo.width * inner // max(logo.size)),
+                max(1, logo.height * inner // max(logo.size)),
+            )
+        )
+    extra_w = int(logo.width * pad * 2) + (
+        int(logo.width * rng.uniform(0, 1.5)) if rng.random() < 0.15 else 0
+    )
+    extra_h = int(logo.height * pad * 2)
+    canvas_size = (logo.width + extra_w, logo.height + extra_h)
+    if fmt == "png-alpha":
+        under = rng.choices([(0, 0, 0), (255, 255, 255), _background(rng)], weights=[7, 2, 1])[0]
+        if (
+            fill is not None and abs(_luma(fill) - _luma(under)) < 0.25
+        ):  # else invisible once alpha is dropped
+            under = (255, 255, 255) if _luma(fill) < 0.5 else (0, 0, 0)
+        canvas = Image.new("RGBA", canvas_size, under + (0,))
+        canvas.alpha_composite(logo, (extra_w // 2, extra_h // 2))
+        arr = np.asarray(canvas).copy()
+        arr[arr[..., 3] == 0, :3] = under  # what editors leave under fully transparent pixels
+        return _encode(Image.fromarray(arr, "RGBA"), rng, "png")
+    bg = _background(rng)
+    if fill is not None and abs(_luma(fill) - _luma(bg)) < 0.25:  # keep single-colour icons visible
+        bg = (255, 255, 255) if _luma(fill) < 0.5 else (20, 20, 20)
+    if fill is not None and rng.random() < 0.15:  # app-icon style: white glyph on the brand colour
+        bg, logo = (
+            fill,
+            Image.merge(
+                "RGBA", (*Image.new("RGB", logo.size, (255, 255, 255)).split(), logo.split()[3])
+            ),
+        )
+    canvas = Image.new("RGBA", canvas_size, bg + (255,))
+    canvas.alpha_composite(logo, (extra_w // 2, extra_h // 2))
+    img = canvas.convert("RGB")
+    if rng.random() < 0.1:  # low-quality re-uploads: scaled down and up, or blurred
+        img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.5)))
+    return _encode(img, rng, fmt)
+
+
+def map_file(job: Job, rng: random.Random) -> tuple[bytes, str]:
+    """An outline map: as SVG, or rasterized with varied fills and strokes like Commons' maps."""
+    svg = Path(job.src).read_text(encoding="utf-8", errors="replace")  # type: ignore[arg-type]
+    fill = rng.choice(
+        [
+            "#d0d0d0",
+            "#c8e6c9",
+            "#f5f5dc",
+            "#ffffff",
+            "#e0c090",
+            _hex(tuple(rng.randint(100, 255) for _ in range(3))),
+        ]
+    )  # type: ignore[arg-type]
+    style = f"path {{ fill: {fill}; stroke: {rng.choice(['#ffffff', '#333333', '#888888'])}; stroke-width: {rng.uniform(0.3, 2):.1f} }}"
+    style += f" path:nth-child({rng.randint(2, 5)}n) {{ fill: {_hex(tuple(rng.randint(0, 255) for _ in range(3)))} }}"  # type: ignore[arg-type]
+    fmt = rng.choice(["svg", "png-alpha", "png", "jpg"])
+    if fmt == "svg":
+        return re.sub(
+            r"<svg\b[^>]*>", lambda m: f"{m.group(0)}<style>{style}</style>", svg, count=1
+        ).encode(), "svg"
+    bg = None if fmt == "png-alpha" else rng.choice(["#ffffff", "#ffffff", "#cfe8ff", "#f0f0f0"])
+    img = rasterize(svg, _size(rng) + 100, bg, style)
+    return _encode(
+        img if fmt == "png-alpha" else img.convert("RGB"), rng, "jpg" if fmt == "jpg" else "png"
+    )
+
+
+def photo_file(job: Job, rng: random.Random) -> tuple[bytes, str]:
+    """A photo as uploaded (original file), re-encoded as PNG, or as a small JPEG thumbnail."""
+    path = Path(job.src)  # type: ignore[arg-type]
+    kind = rng.choices(
+        ["original", "png", "thumb", "crop"], weights=[4, 2, 4, 2 if job.source == "kodak24" else 0]
+    )[0]
+    if job.variant == 1 and kind == "original":  # the second variant of a photo must differ
+        kind = "thumb"
+    if kind == "original":
+        return path.read_bytes(), path.suffix.lower().lstrip(".")
+    img = Image.open(path)
+    img = img.convert("RGB") if kind != "png" or img.mode not in ("P", "RGB") else img
+    if kind == "crop":
+        w, h = img.size
+        cw, ch = int(w * rng.uniform(0.4, 0.9)), int(h * rng.uniform(0.4, 0.9))
+        x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
+        img = img.crop((x, y, x + cw, y + ch))
+    if kind in ("thumb", "crop"):
+        img = _thumbnail(img, rng)
+        if job.source == "intel-scenes" and rng.random() < 0.5:
+            img = img.resize((rng.randint(120, 300),) * 2, Image.Resampling.BICUBIC)
+    return _encode(img, rng, "png" if kind == "png" else "jpg")
+
+
+def synth_file(job: Job, rng: random.Random) -> tuple[bytes, str]:
+    """A procedurally generated chart, text page, diagram or screenshot."""
+    if job.source == "charts":
+        data, ext = synth.chart(rng)
+        return (usable_svg(data.decode()).encode(), ext) if ext == "svg" else (data, ext)
+    img = synth.GENERATORS[job.source](rng)
+    if rng.random() < 0.3:
+        img = _thumbnail(img, rng)
+    return _encode(img, rng, rng.choices(["png", "jpg"], weights=[3, 2])[0])
+
+
+def make(job: Job, out: Path, seed: int) -> str:
+    """Write one job's file; returns its path relative to ``out``."""
+    rng = random.Random(f"{seed}:{job.cls}:{job.source}:{job.group}:{job.src}:{job.variant}")
+    if job.src is None:
+        data, ext = synth_file(job, rng)
+    elif job.cls == LOGO:
+        data, ext = logo_file(job, rng)
+    elif job.source == "svg-maps":
+        data, ext = map_file(job, rng)
+    else:
+        data, ext = photo_file(job, rng)
+    stem = Path(job.src).stem if job.src else f"{job.variant:05d}"
+    rel = Path(job.cls) / job.source / f"{job.group}__{stem}-{job.variant}.{ext}"
+    (out / rel).write_bytes(data)
+    return str(rel)
+
+
+def _make_safe(args: tuple[Job, Path, int]) -> str | None:
+    try:
+        return make(*args)
+    except Exception as exc:  # a broken source file must not stop the whole build
+        print(f"skipped {args[0].src or args[0].source}: {exc}", flush=True)
+        return None
+
+
+def jobs(source_dir: Path) -> list[Job]:
+    """Every file to make, from the source manifest plus the synthetic generators."""
+    colours = {
+        i["slug"]: i["hex"]
+        for i in json.loads((source_dir / "meta" / "simple-icons.json").read_text())
+    }
+    out: list[Job] = []
+    with open(source_dir / "meta" / "manifest.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            cls, source, path = row["class"], row["source"], source_dir / row["path"]
+            n = (LOGO_VARIANTS if cls == LOGO else OTHER_VARIANTS).get(source, 1)
+            group = group_key(source, path.stem)
+            colour = colours.get(path.stem) if source == "simple-icons" else None
+            out += [Job(cls, source, group, v, str(path), colour) for v in range(n)]
+    for source, n in SYNTH_COUNTS.items():
+        out += [Job(OTHER, source, f"{source}{i:05d}", i) for i in range(n)]
+    return out
+
+
+def prepare(source_dir: Path, out: Path, seed: int = 1, workers: int = 2) -> dict:
+    """Build the data set under ``out`` and write ``out/sources.json`` describing it."""
+    if out.exists():
+        shutil.rmtree(out)
+    todo = jobs(source_dir)
+    for d in {(j.cls, j.source) for j in todo}:
+        (out / d[0] / d[1]).mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(workers) as pool:
+        done = [p for p in pool.map(_make_safe, [(j, out, seed) for j in todo], chunksize=32) if p]
+    counts: dict[str, int] = {}
+    for p in done:
+        key = "/".join(Path(p).parts[:2])
+        counts[key] = counts.get(key, 0) + 1
+    info = {
+        "source_dir": str(source_dir),
+        "seed": seed,
+        "counts": dict(sorted(counts.items())),
+        "manifest_sha1": hashlib.sha1(
+            (source_dir / "meta" / "manifest.csv").read_bytes()
+        ).hexdigest(),
+    }
+    (out / "sources.json").write_text(json.dumps(info, indent=2))
+    return info

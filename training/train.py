@@ -1,0 +1,219 @@
+"""Train the production architecture on a ``logo/`` + ``out_of_domain/`` folder.
+
+Progressive resizing (EfficientNetV2's recipe): early stages use small images and weak
+augmentation, later ones larger images and stronger augmentation; validation always runs at the
+serving size (224), so the checkpointed "best" epoch is best for what the server sees.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from model_server.logo_detection.architecture import INPUT_SIZE, build_backbone, build_classifier
+from training import data, metadata, pipeline
+from training.evaluate import score_model
+
+MODEL_FILE = "logo_detection.keras"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """``epochs`` epochs at ``size`` px with random crops of ``min_scale``..1 of the side."""
+
+    epochs: int
+    size: int
+    min_scale: float
+
+
+def parse_stages(spec: str) -> list[Stage]:
+    """``"4x96:0.9,4x128:0.8,1x224:0.8"`` -> stages (epochs x size : min crop scale)."""
+    stages = []
+    for part in spec.split(","):
+        head, _, scale = part.partition(":")
+        epochs, _, size = head.partition("x")
+        stages.append(Stage(int(epochs), int(size), float(scale or 1.0)))
+    return stages
+
+
+@keras.saving.register_keras_serializable(package="logo_training")
+class LogoAUC(keras.metrics.AUC):
+    """ROC/PR AUC of the logo score (column 1) against the logo label, as the server reports it."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(y_true[:, 1], y_pred[:, 1], sample_weight)
+
+
+def choose_strategy() -> tf.distribute.Strategy:
+    """Multi-worker when TF_CONFIG is set (e.g. a Kubeflow TFJob), all local GPUs otherwise."""
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker"
+        and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict()
+    )
+
+
+def learning_rate_schedule(base: float, total_epochs: int, warmup: int = 1):
+    """Linear warm-up, then cosine decay to zero over the whole run (across stages)."""
+
+    def schedule(epoch: int, _lr: float = 0.0) -> float:
+        if epoch < warmup:
+            return base * (epoch + 1) / (warmup + 1)
+        progress = (epoch - warmup) / max(1, total_epochs - warmup)
+        return float(base * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    return schedule
+
+
+def build_model(backbone_weights: Path | None) -> keras.Model:
+    backbone = build_backbone()
+    if backbone_weights:
+        backbone.load_weights(str(backbone_weights))
+    return build_classifier(len(data.CLASS_NAMES), backbone)
+
+
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    """Inverse frequency, normalised so the mean weight per example is 1."""
+    freq = np.bincount(labels, minlength=len(data.CLASS_NAMES)).astype(float)
+    return {i: float(len(labels) / (len(freq) * f)) if f else 0.0 for i, f in enumerate(freq)}
+
+
+def train(
+    data_dir: Path,
+    out: Path,
+    stages: list[Stage],
+    batch_size: int = 32,
+    learning_rate: float = 2e-3,
+    seed: int = 1,
+    backbone_weights: Path | None = None,
+    cache_dir: Path | None = None,
+    patience: int = 3,
+    steps_per_epoch: int | None = None,
+    validation_steps: int | None = None,
+    deterministic: bool = False,
+    precision: str = "auto",
+) -> dict:
+    """Train, keep the best epoch by validation PR-AUC, and write the model + its JSON to ``out``."""
+    started = time.time()
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    strategy = choose_strategy()
+    if precision == "auto":
+        precision = "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+    keras.mixed_precision.set_global_policy(precision)
+    chief = is_chief(strategy)
+    work = out if chief else Path(tempfile.mkdtemp(prefix="logo-worker-"))
+    work.mkdir(parents=True, exist_ok=True)
+
+    train_ex = data.list_examples(data_dir, "train", seed=0)
+    val_ex = data.list_examples(data_dir, "val", seed=0)
+    x_train, y_train, train_ex = data.load_arrays(train_ex, cache_dir)
+    x_val, y_val, val_ex = data.load_arrays(val_ex, cache_dir)
+    if not len(y_val):  # tiny data sets: validate on the training data rather than not at all
+        x_val, y_val, val_ex = x_train, y_train, train_ex
+    print(f"train {len(y_train)} ({data.counts(train_ex)})\nval {len(y_val)}", flush=True)
+
+    global_batch = batch_size * strategy.num_replicas_in_sync
+    total_epochs = sum(s.epochs for s in stages)
+    with strategy.scope():
+        model = build_model(backbone_weights)
+        model.compile(
+            optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=0.05, clipnorm=1.0),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.05),
+            metrics=["accuracy", LogoAUC(curve="PR", name="pr_auc"), LogoAUC(name="roc_auc")],
+        )
+    best = work / "checkpoints" / "best.weights.h5"
+    best.parent.mkdir(parents=True, exist_ok=True)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(work / "backup"), delete_checkpoint=False),
+        keras.callbacks.ModelCheckpoint(
+            str(best), monitor="val_pr_auc", mode="max", save_best_only=True, save_weights_only=True
+        ),
+        keras.callbacks.LearningRateScheduler(learning_rate_schedule(learning_rate, total_epochs)),
+        keras.callbacks.CSVLogger(str(work / "history.csv"), append=True),
+    ]
+    val_ds = pipeline.dataset(x_val, y_val, global_batch, INPUT_SIZE)
+    epoch = 0
+    for stage in stages:
+        print(
+            f"stage: {stage.epochs} epoch(s) at {stage.size}px, crops >= {stage.min_scale}",
+            flush=True,
+        )
+        train_ds = pipeline.dataset(
+            x_train,
+            y_train,
+            global_batch,
+            stage.size,
+            train=True,
+            min_scale=stage.min_scale,
+            seed=seed,
+        )
+        stop = keras.callbacks.EarlyStopping(monitor="val_pr_auc", mode="max", patience=patience)
+        steps = steps_per_epoch or math.ceil(len(y_train) / global_batch)
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            initial_epoch=epoch,
+            epochs=epoch + stage.epochs,
+            class_weight=class_weights(y_train),
+            callbacks=[*callbacks, stop],
+            steps_per_epoch=steps,
+            validation_steps=validation_steps,
+            verbose=2 if os.environ.get("TRAIN_QUIET") else 1,
+        )
+        epoch += stage.epochs
+        if stop.stopped_epoch:
+            break
+    if best.exists():
+        model.load_weights(str(best))
+
+    final = build_classifier(len(data.CLASS_NAMES))  # float32, uncompiled: what the server loads
+    final.set_weights(model.get_weights())
+    val_scores = score_model(final, x_val, batch_size)
+    info = metadata.describe(
+        data_dir=data_dir,
+        counts={"train": data.counts(train_ex), "val": data.counts(val_ex)},
+        training={
+            "stages": [s.__dict__ for s in stages],
+            "batch_size": global_batch,
+            "learning_rate": learning_rate,
+            "seed": seed,
+            "backbone_weights": str(backbone_weights) if backbone_weights else None,
+            "precision": precision,
+            "replicas": strategy.num_replicas_in_sync,
+            "wall_clock_seconds": round(time.time() - started),
+            "strategy": type(strategy).__name__,
+        },
+        metrics={"val": metadata.summary(y_val, val_scores)},
+    )
+    if chief:
+        metadata.save_model(final, out / MODEL_FILE, info)
+        shutil.rmtree(work / "backup", ignore_errors=True)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return info
