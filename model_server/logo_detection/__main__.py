@@ -34,7 +34,7 @@ def main() -> int:
 
     from . import http_limits
     from .batching import MicroBatcher
-    from .inference import TensorFlowBackend, warm_up
+    from .inference import select_backend, warm_up
     from .model_file import ModelFileError, load_model
     from .predictor import LogoDetectionModel
 
@@ -43,7 +43,13 @@ def main() -> int:
     except ModelFileError as error:
         logger.error("Cannot start: %s", error)
         return 2
-    backend = TensorFlowBackend(loaded.keras_model)
+    backend = select_backend(
+        settings.inference_backend,
+        loaded.keras_model,
+        loaded.path,
+        settings.onnx_cache_dir,
+        threads=cpu_count,
+    )
     warm_up(backend)
     batcher = MicroBatcher(backend, settings.max_batch_size, settings.batch_max_wait_ms / 1000)
     model = LogoDetectionModel(settings, loaded, batcher, decode_threads=cpu_count)

@@ -80,12 +80,14 @@ class MicroBatcher:
                 if self.max_wait_s > 0 and self._queued_images() < self.max_batch_size:
                     await asyncio.sleep(self.max_wait_s)
                 jobs = self._take_batch()
-                batch = np.concatenate([job.images for job in jobs])
+                if not jobs:
+                    continue
                 started = time.perf_counter()
                 try:
+                    batch = np.concatenate([job.images for job in jobs])
                     scores = await loop.run_in_executor(self._executor, self.backend.predict, batch)
-                except Exception as error:  # a model failure fails these requests, not the worker
-                    logger.exception("Forward pass over %d images failed", len(batch))
+                except Exception as error:  # a failed pass fails its requests, not the worker
+                    logger.exception("Forward pass over %d request(s) failed", len(jobs))
                     for job in jobs:
                         if not job.future.done():
                             job.future.set_exception(error)
@@ -97,12 +99,18 @@ class MicroBatcher:
         return sum(len(job.images) for job in self._pending)
 
     def _take_batch(self) -> list[_Job]:
-        """Whole requests in arrival order; a request bigger than the cap rides alone."""
-        jobs = [self._pending.popleft()]
-        size = len(jobs[0].images)
-        while self._pending and size + len(self._pending[0].images) <= self.max_batch_size:
-            job = self._pending.popleft()
-            jobs.append(job)
+        """Whole requests in arrival order; a request bigger than the cap rides alone. Requests
+        whose client has gone away (cancelled) are dropped rather than computed."""
+        jobs: list[_Job] = []
+        size = 0
+        while self._pending:
+            job = self._pending[0]
+            if job.future.done():
+                self._pending.popleft()
+                continue
+            if jobs and size + len(job.images) > self.max_batch_size:
+                break
+            jobs.append(self._pending.popleft())
             size += len(job.images)
         return jobs
 

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     model_path: Path = DEFAULT_MODEL_PATH
     class_names: CommaSeparated = ()  # empty: from the model's JSON, else out_of_domain,logo
     inference_backend: Literal["auto", "tensorflow", "onnx"] = "auto"
+    onnx_cache_dir: Path = Path.home() / ".cache" / "logo-detection"  # converted models by hash
 
     # Server
     http_port: int = Field(8080, ge=1, le=65535)

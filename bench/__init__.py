@@ -1,0 +1,1 @@
+"""Benchmark harness: `make bench` / `python -m bench --help` (see the README's Performance)."""
