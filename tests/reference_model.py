@@ -1,0 +1,14 @@
+"""The default model loaded in the test process, once, for tests that call backends directly."""
+
+from __future__ import annotations
+
+import functools
+
+from model_server.logo_detection.model_file import LoadedModel, load_model
+
+from .server_process import DEFAULT_MODEL
+
+
+@functools.cache
+def reference_model() -> LoadedModel:
+    return load_model(DEFAULT_MODEL)

@@ -1,0 +1,93 @@
+"""Cross-request micro-batching: shared forward passes, routing, and failure isolation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from model_server.logo_detection.batching import MicroBatcher
+from model_server.logo_detection.inference import TensorFlowBackend, parity_batches
+
+from .conftest import instance, post_predict
+from .reference_model import reference_model
+from .test_predict_api import png_bytes
+
+
+@pytest.fixture(scope="module")
+def backend() -> TensorFlowBackend:
+    return TensorFlowBackend(reference_model().keras_model)
+
+
+def distinct_images(count: int, seed: int) -> np.ndarray:
+    """Images different enough that their scores differ by far more than the tolerance."""
+    rng = np.random.default_rng(seed)
+    base = parity_batches()[1]
+    return np.stack(
+        [np.clip(base[i % len(base)] * rng.uniform(0.2, 1.0), 0, 255) for i in range(count)]
+    ).astype(np.float32)
+
+
+async def test_concurrent_requests_share_passes_and_get_their_own_results(http, server):
+    async def one(i: int) -> tuple[int, dict]:
+        images = [instance(f"r{i}-{j}.png", data=png_bytes((i * 12, j * 90, 40))) for j in range(2)]
+        return await post_predict(http, server, {"instances": images, "debug": True})
+
+    answers = await asyncio.gather(*(one(i) for i in range(20)))
+    pass_sizes = []
+    for i, (status, body) in enumerate(answers):
+        assert status == 200, body
+        assert [r["filename"] for r in body["predictions"]] == [f"r{i}-0.png", f"r{i}-1.png"]
+        assert all("prediction" in r for r in body["predictions"]), body
+        pass_sizes.append(body["latency"]["batch_size"])
+    assert all(2 <= size <= 64 and size % 2 == 0 for size in pass_sizes), pass_sizes
+    assert max(pass_sizes) > 2, f"20 concurrent requests never shared a pass: {pass_sizes}"
+    # each request's scores are its own: the same request alone scores the same (to rounding)
+    status, alone = await one(7)
+    assert status == 200 and alone["latency"]["batch_size"] == 2
+    for shared, single in zip(answers[7][1]["predictions"], alone["predictions"], strict=True):
+        assert shared["filename"] == single["filename"]
+        assert shared["prediction"] == pytest.approx(single["prediction"], abs=1.01e-4)
+
+
+async def test_results_are_routed_to_each_request_in_order(backend):
+    batcher = MicroBatcher(backend, max_batch_size=6)
+    try:
+        jobs = [distinct_images(count, seed) for seed, count in enumerate([1, 3, 2, 4, 1, 5, 2])]
+        results = await asyncio.gather(*(batcher.predict(job) for job in jobs))
+    finally:
+        await batcher.close()
+    for job, result in zip(jobs, results, strict=True):
+        assert np.abs(result.scores - backend.predict(job)).max() <= 1e-5
+        assert len(job) <= result.batch_size <= 6
+    assert max(result.batch_size for result in results) > 3  # requests shared passes
+
+
+async def test_a_failing_pass_fails_only_its_requests(backend):
+    batcher = MicroBatcher(backend, max_batch_size=2)
+    broken = np.zeros((1, 224, 224, 4), np.float32)  # the model refuses 4 channels
+    try:
+        first, failed, last = await asyncio.gather(
+            batcher.predict(distinct_images(2, 1)),
+            batcher.predict(broken),
+            batcher.predict(distinct_images(2, 2)),
+            return_exceptions=True,
+        )
+        after = await batcher.predict(distinct_images(1, 3))
+    finally:
+        await batcher.close()
+    assert isinstance(failed, Exception)
+    assert first.scores.shape == last.scores.shape == (2, 2)
+    assert after.scores.shape == (1, 2)  # the worker survived the failure
+
+
+async def test_waiting_for_stragglers_joins_them_to_the_pass(backend):
+    batcher = MicroBatcher(backend, max_batch_size=8, max_wait_s=0.5)
+    try:
+        early = asyncio.ensure_future(batcher.predict(distinct_images(1, 4)))
+        await asyncio.sleep(0.02)
+        late = await batcher.predict(distinct_images(2, 5))
+        assert (await early).batch_size == late.batch_size == 3
+    finally:
+        await batcher.close()
