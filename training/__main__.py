@@ -52,6 +52,9 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--patience", type=int, default=3, help="early-stopping patience, in epochs")
     tr.add_argument("--steps-per-epoch", type=int, help="cap steps per epoch (smoke tests)")
     tr.add_argument("--validation-steps", type=int, help="cap validation steps (smoke tests)")
+    tr.add_argument(
+        "--run-eagerly", action="store_true", help="no graph tracing: faster for a few smoke steps"
+    )
     tr.add_argument("--deterministic", action="store_true", help="bit-reproducible ops (slower)")
     tr.add_argument(
         "--precision",
@@ -110,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             args.validation_steps,
             args.deterministic,
             args.precision,
+            args.run_eagerly,
         )
         print(json.dumps(info["metrics"], indent=2))
     elif args.command == "evaluate":

@@ -44,7 +44,8 @@ def classify(
     print(f"{'file':<{width}}  logo score  class")
     for f, s, note in rows:
         print(
-            f"{f!s:<{width}}  {'' if s is None else f'{s:10.4f}'}  {note or ('logo' if s >= 0.5 else 'out_of_domain')}"
+            f"{f!s:<{width}}  {'' if s is None else f'{s:10.4f}'}  "
+            f"{note or ('logo' if s >= 0.5 else 'out_of_domain')}"
         )
     if grid and inputs:
         draw_grid([r for r in rows if r[1] is not None], inputs, grid)
@@ -60,7 +61,7 @@ def draw_grid(
     fig, axes = plt.subplots(lines, cols, figsize=(2.4 * cols, 2.7 * lines), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, (f, s, _), x in zip(axes.flat, rows, inputs):
+    for ax, (f, s, _), x in zip(axes.flat, rows, inputs, strict=False):
         ax.imshow(x.astype(np.uint8))
         ax.set_title(
             f"{f.name[:22]}\nlogo {s:.3f}", fontsize=8, color="red" if s >= 0.5 else "black"

@@ -34,7 +34,7 @@ class Example:
 
 
 def group_of(path: Path) -> str:
-    """``<group>__<rest>`` names (as ``training.prepare`` writes) share a group; others stand alone."""
+    """``<group>__<rest>`` names (``training.prepare`` writes them) share a group; others don't."""
     stem = path.stem
     return stem.split("__", 1)[0] if "__" in stem else stem
 
@@ -101,7 +101,7 @@ def load_arrays(
             if (i + 1) % 1000 == 0:
                 print(f"decoded {i + 1}/{len(examples)}", flush=True)
     images = images[ok]
-    kept_examples = [e for e, k in zip(examples, ok) if k]
+    kept_examples = [e for e, k in zip(examples, ok, strict=True) if k]
     if cache_dir:
         cache_dir.mkdir(parents=True, exist_ok=True)
         np.save(images_file, images)

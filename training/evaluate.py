@@ -19,7 +19,12 @@ from training.metadata import summary
 
 
 def score_model(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Logo probability (column 1) for uint8 or float 224x224 inputs, in batches."""
+    """Logo probability (column 1) for uint8 or float 224x224 inputs, in batches.
+
+    A few images are run eagerly: tracing the predict graph would take longer than they do.
+    """
+    if len(images) <= batch_size:
+        return np.asarray(model(np.asarray(images, np.float32), training=False))[:, 1]
     scores = [
         np.asarray(model.predict_on_batch(np.asarray(images[i : i + batch_size], np.float32)))[:, 1]
         for i in range(0, len(images), batch_size)
@@ -48,11 +53,11 @@ def per_source(
     keys = [f"{data.CLASS_NAMES[e.label]}/{e.source}" for e in examples]
     for key in sorted(set(keys)):
         idx = np.array([k == key for k in keys])
-        correct = lambda t: float(np.mean((scores[idx] >= t).astype(int) == labels[idx]))  # noqa: E731
+        s, y = scores[idx], labels[idx]
         out[key] = {
             "n": int(idx.sum()),
-            "accuracy": correct(0.5),
-            "accuracy_at_operating_point": correct(threshold),
+            "accuracy": float(np.mean((s >= 0.5) == y)),
+            "accuracy_at_operating_point": float(np.mean((s >= threshold) == y)),
             "mean_logo_score": float(scores[idx].mean()),
         }
     return out
@@ -91,7 +96,7 @@ def plots(labels: np.ndarray, scores: np.ndarray, out: Path, threshold: float) -
     ax.legend()
     fig.savefig(out / "score_histogram.png", dpi=100)
     plt.close(fig)
-    return names + ["confusion_matrix.png", "score_histogram.png"]
+    return [*names, "confusion_matrix.png", "score_histogram.png"]
 
 
 def evaluate(
@@ -125,7 +130,7 @@ def evaluate(
         "worst": sorted(
             (
                 {"file": str(e.path), "label": data.CLASS_NAMES[e.label], "logo_score": float(s)}
-                for e, s in zip(examples, scores)
+                for e, s in zip(examples, scores, strict=True)
             ),
             key=lambda r: -abs((r["label"] == "logo") - r["logo_score"]),
         )[:25],
@@ -139,16 +144,19 @@ def table(report: dict) -> str:
     o, op = report["overall"], report["operating_point"]
     auc = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     lines = [
-        f"n={o['n']}  accuracy={o['accuracy']:.4f}  precision={o['precision']:.4f}  recall={o['recall']:.4f}  "
-        f"F1={o['f1']:.4f}  ROC-AUC={auc(o['roc_auc'])}  PR-AUC={auc(o['pr_auc'])}  confusion={o['confusion_matrix']}",
-        f"operating point {op['threshold']:.4f} (precision >= {op['target_precision']}): accuracy={op['accuracy']:.4f}  "
-        f"precision={op['precision']:.4f}  recall={op['recall']:.4f}  F1={op['f1']:.4f}",
+        f"n={o['n']}  accuracy={o['accuracy']:.4f}  precision={o['precision']:.4f}  "
+        f"recall={o['recall']:.4f}  F1={o['f1']:.4f}  ROC-AUC={auc(o['roc_auc'])}  "
+        f"PR-AUC={auc(o['pr_auc'])}  confusion={o['confusion_matrix']}",
+        f"operating point {op['threshold']:.4f} (precision >= {op['target_precision']}): "
+        f"accuracy={op['accuracy']:.4f}  precision={op['precision']:.4f}  "
+        f"recall={op['recall']:.4f}  F1={op['f1']:.4f}",
         "",
         "| class/source | n | accuracy @0.5 | accuracy @op | mean logo score |",
         "|---|---:|---:|---:|---:|",
     ]
     for key, r in report["per_source"].items():
         lines.append(
-            f"| {key} | {r['n']} | {r['accuracy']:.4f} | {r['accuracy_at_operating_point']:.4f} | {r['mean_logo_score']:.3f} |"
+            f"| {key} | {r['n']} | {r['accuracy']:.4f} | "
+            f"{r['accuracy_at_operating_point']:.4f} | {r['mean_logo_score']:.3f} |"
         )
     return "\n".join(lines)

@@ -3,6 +3,7 @@ reviewer needs (data, metrics, library versions, and the sha256 tying the JSON t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import platform
@@ -31,15 +32,13 @@ def sha256_of(path: Path) -> str:
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in LIBRARIES:
-        try:
+        with contextlib.suppress(importlib_metadata.PackageNotFoundError):
             out[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            pass
     return out
 
 
 def summary(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict:
-    """Threshold and ranking metrics for logo scores; AUCs are None when only one class is present."""
+    """Threshold and ranking metrics of logo scores; AUCs are None if only one class is present."""
     pred = (scores >= threshold).astype(int)
     both = len(np.unique(labels)) == 2
     return {
@@ -60,7 +59,7 @@ def describe(data_dir: Path, counts: dict, training: dict, metrics: dict) -> dic
     return {
         "class_names": data.CLASS_NAMES,
         "input_size": [INPUT_SIZE, INPUT_SIZE],
-        "input": "float32 RGB 0..255 from model_server.logo_detection.preprocess.image_to_model_input",
+        "input": "float32 RGB 0..255, from preprocess.image_to_model_input",
         "data": {
             "data_dir": str(data_dir),
             "prepared_from": json.loads(sources.read_text()) if sources.exists() else None,

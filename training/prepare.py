@@ -52,7 +52,7 @@ class Job:
 
 
 def group_key(source: str, stem: str) -> str:
-    """Brand name shared by all sources, so e.g. simple-icons' and devicon's python stay together."""
+    """Brand name shared across sources: simple-icons' and devicon's python stay together."""
     if source == "devicon":
         stem = re.split(r"-(original|plain|line)", stem)[0]
     return re.sub(r"[^a-z0-9]", "", stem.lower()) or stem
@@ -69,7 +69,8 @@ def fix_root_size(svg: str) -> str:
 
 
 def usable_svg(svg: str) -> str:
-    """The SVG itself, or with its root size fixed where resvg can't read it."""
+    """Without a DOCTYPE (the server refuses DTDs) and with a root size resvg can read."""
+    svg = re.sub(r"<!DOCTYPE[^>\[]*(\[[^\]]*\])?\s*>", "", svg, count=1)
     try:
         resvg_py.svg_to_bytes(svg_string=svg, width=16)
         return svg
@@ -97,7 +98,7 @@ def _luma(rgb: tuple[int, int, int]) -> float:
 
 
 def _hex(rgb: tuple[int, int, int]) -> str:
-    return "#%02x%02x%02x" % rgb
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
 def _background(rng: random.Random) -> tuple[int, int, int]:
@@ -152,7 +153,7 @@ def _thumbnail(img: Image.Image, rng: random.Random) -> Image.Image:
 
 
 def logo_file(job: Job, rng: random.Random) -> tuple[bytes, str]:
-    """One Commons-like rendition of a logo SVG: SVG, transparent PNG, or PNG/JPEG/GIF on a background."""
+    """One Commons-like rendition of a logo: SVG, transparent PNG, or PNG/JPEG/GIF on a colour."""
     svg = Path(job.src).read_text(encoding="utf-8", errors="replace")  # type: ignore[arg-type]
     if job.source == "simple-icons":  # fill-less paths: give them a (brand) colour
         fill = _simple_icon_colour(rng, job.colour)
@@ -186,7 +187,7 @@ def logo_file(job: Job, rng: random.Random) -> tuple[bytes, str]:
             fill is not None and abs(_luma(fill) - _luma(under)) < 0.25
         ):  # else invisible once alpha is dropped
             under = (255, 255, 255) if _luma(fill) < 0.5 else (0, 0, 0)
-        canvas = Image.new("RGBA", canvas_size, under + (0,))
+        canvas = Image.new("RGBA", canvas_size, (*under, 0))
         canvas.alpha_composite(logo, (extra_w // 2, extra_h // 2))
         arr = np.asarray(canvas).copy()
         arr[arr[..., 3] == 0, :3] = under  # what editors leave under fully transparent pixels
@@ -201,7 +202,7 @@ def logo_file(job: Job, rng: random.Random) -> tuple[bytes, str]:
                 "RGBA", (*Image.new("RGB", logo.size, (255, 255, 255)).split(), logo.split()[3])
             ),
         )
-    canvas = Image.new("RGBA", canvas_size, bg + (255,))
+    canvas = Image.new("RGBA", canvas_size, (*bg, 255))
     canvas.alpha_composite(logo, (extra_w // 2, extra_h // 2))
     img = canvas.convert("RGB")
     if rng.random() < 0.1:  # low-quality re-uploads: scaled down and up, or blurred
@@ -222,8 +223,10 @@ def map_file(job: Job, rng: random.Random) -> tuple[bytes, str]:
             _hex(tuple(rng.randint(100, 255) for _ in range(3))),
         ]
     )  # type: ignore[arg-type]
-    style = f"path {{ fill: {fill}; stroke: {rng.choice(['#ffffff', '#333333', '#888888'])}; stroke-width: {rng.uniform(0.3, 2):.1f} }}"
-    style += f" path:nth-child({rng.randint(2, 5)}n) {{ fill: {_hex(tuple(rng.randint(0, 255) for _ in range(3)))} }}"  # type: ignore[arg-type]
+    stroke = rng.choice(["#ffffff", "#333333", "#888888"])
+    style = f"path {{ fill: {fill}; stroke: {stroke}; stroke-width: {rng.uniform(0.3, 2):.1f} }}"
+    region = _hex(tuple(rng.randint(0, 255) for _ in range(3)))  # type: ignore[arg-type]
+    style += f" path:nth-child({rng.randint(2, 5)}n) {{ fill: {region} }}"
     fmt = rng.choice(["svg", "png-alpha", "png", "jpg"])
     if fmt == "svg":
         return re.sub(

@@ -8,6 +8,7 @@ its ``random.Random``, so the data set is reproducible.
 from __future__ import annotations
 
 import io
+import itertools
 import random
 import string
 from collections.abc import Callable
@@ -189,7 +190,7 @@ def diagram(rng: random.Random) -> Image.Image:
             draw.ellipse(box, outline=line, fill=fill, width=rng.randint(1, 3))
         draw.text((x + 6, y + bh // 3), _word(rng), fill=line, font=font)
         nodes.append((x + bw // 2, y + bh // 2))
-    for a, b in zip(nodes, nodes[1:]):
+    for a, b in itertools.pairwise(nodes):
         draw.line([a, b], fill=line, width=rng.randint(1, 3))
         draw.regular_polygon((b[0], b[1], 5), 3, fill=line)
     return img

@@ -116,8 +116,9 @@ def train(
     validation_steps: int | None = None,
     deterministic: bool = False,
     precision: str = "auto",
+    run_eagerly: bool = False,
 ) -> dict:
-    """Train, keep the best epoch by validation PR-AUC, and write the model + its JSON to ``out``."""
+    """Train, keep the best epoch by validation PR-AUC, write the model + its JSON to ``out``."""
     started = time.time()
     keras.utils.set_random_seed(seed)
     if deterministic:
@@ -146,6 +147,7 @@ def train(
             optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=0.05, clipnorm=1.0),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.05),
             metrics=["accuracy", LogoAUC(curve="PR", name="pr_auc"), LogoAUC(name="roc_auc")],
+            run_eagerly=run_eagerly,
         )
     best = work / "checkpoints" / "best.weights.h5"
     best.parent.mkdir(parents=True, exist_ok=True)
@@ -192,6 +194,7 @@ def train(
     if best.exists():
         model.load_weights(str(best))
 
+    keras.mixed_precision.set_global_policy("float32")
     final = build_classifier(len(data.CLASS_NAMES))  # float32, uncompiled: what the server loads
     final.set_weights(model.get_weights())
     val_scores = score_model(final, x_val, batch_size)

@@ -1,0 +1,207 @@
+"""The training tools end to end on a tiny generated data set, and the shipped default model.
+
+train -> evaluate -> classify -> the trained file loads in the real server and answers; plus the
+multi-worker (TF_CONFIG) path with two worker processes on localhost.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from training import data
+from training.metadata import sha256_of
+
+from .server_process import DEFAULT_MODEL, REPO_ROOT, ServerProcess, free_port
+
+SVG_LOGO = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" fill="#e34f26">'
+    b'<path d="M2 2h20v20H2z M7 7h10v10H7z"/></svg>'
+)
+
+
+def _encode(img: Image.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt)
+    return buf.getvalue()
+
+
+def make_tiny_dataset(root: Path, per_class: int = 6) -> Path:
+    """Flat shapes on plain backgrounds vs. noisy 'photos': a handful of files per class."""
+    rng = np.random.default_rng(0)
+    for cls, source in (("logo", "shapes"), ("out_of_domain", "noise")):
+        (root / cls / source).mkdir(parents=True)
+    for i in range(per_class):
+        img = Image.new("RGB", (96 + 8 * i, 64), (255, 255, 255))
+        ImageDraw.Draw(img).ellipse((10, 10, 50, 50), fill=(30 * i, 80, 200))
+        fmt = "PNG" if i % 2 else "JPEG"
+        (root / "logo" / "shapes" / f"shape{i}.{fmt.lower()}").write_bytes(_encode(img, fmt))
+        noise = rng.integers(0, 255, (64 + 4 * i, 80, 3), dtype=np.uint8)
+        (root / "out_of_domain" / "noise" / f"photo{i}.jpg").write_bytes(
+            _encode(Image.fromarray(noise), "JPEG")
+        )
+    (root / "logo" / "shapes" / "svglogo.svg").write_bytes(SVG_LOGO)
+    return root
+
+
+def run_cli(
+    *args: str, env: dict | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "training", *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, "TRAIN_QUIET": "1", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny-data"))
+
+
+@pytest.fixture(scope="module")
+def trained(tiny, tmp_path_factory) -> Path:
+    """One short epoch at 32 px, in this process (a second TF process would double start-up)."""
+    from training.train import parse_stages, train
+
+    out = tmp_path_factory.mktemp("model")
+    train(
+        tiny,
+        out,
+        parse_stages("1x32:0.9"),
+        batch_size=4,
+        steps_per_epoch=2,
+        validation_steps=2,
+        run_eagerly=True,
+    )
+    return out / "logo_detection.keras"
+
+
+def test_split_is_deterministic_and_keeps_groups_together():
+    assert data.group_of(Path("python__python-original-1.png")) == "python"
+    assert data.group_of(Path("Cambia_logo.png")) == "Cambia_logo"
+    splits = [data.split_of(f"group{i}") for i in range(2000)]
+    assert splits == [data.split_of(f"group{i}") for i in range(2000)]
+    fractions = [splits.count(s) / len(splits) for s in data.SPLITS]
+    assert fractions == pytest.approx(data.SPLIT_FRACTIONS, abs=0.03)
+
+
+def test_train_writes_model_and_json(trained):
+    info = json.loads(trained.with_suffix(".json").read_text())
+    assert info["class_names"] == ["out_of_domain", "logo"]
+    assert info["input_size"] == [224, 224]
+    assert info["sha256"] == sha256_of(trained)
+    assert info["data"]["counts"]["train"]
+    assert "keras" in info["versions"] and "tensorflow" in str(info["versions"])
+    assert 0.0 <= info["metrics"]["val"]["accuracy"] <= 1.0
+    assert (trained.parent / "checkpoints" / "best.weights.h5").exists()
+    assert not (trained.parent / "backup").exists(), "the resume backup is removed once done"
+
+
+def test_evaluate_writes_metrics_and_plots(trained, tiny, tmp_path):
+    from training.evaluate import evaluate, table
+
+    report = evaluate(trained, tiny, tmp_path, split="all")
+    saved = json.loads((tmp_path / "evaluation.json").read_text())
+    assert saved["overall"]["n"] == 13
+    for key in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc"):
+        assert 0.0 <= saved["overall"][key] <= 1.0
+    assert 0.0 <= saved["operating_point"]["threshold"] <= 1.0
+    assert set(saved["per_source"]) == {"logo/shapes", "out_of_domain/noise"}
+    assert np.sum(saved["overall"]["confusion_matrix"]) == 13
+    for name in ("roc.png", "pr.png", "confusion_matrix.png", "score_histogram.png"):
+        assert Image.open(tmp_path / name).size[0] > 100
+    assert "logo/shapes" in table(report)
+
+
+def test_classify_prints_scores_and_draws_grid(trained, tiny, tmp_path, capsys):
+    from training.classify import classify
+
+    grid = tmp_path / "grid.png"
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    rows = classify(trained, [tiny / "logo", broken], grid)
+    assert len(rows) == 8
+    assert all(0.0 <= s <= 1.0 for f, s, _ in rows if f != broken)
+    assert next(note for f, _, note in rows if f == broken).startswith("error")
+    assert "svglogo.svg" in capsys.readouterr().out
+    assert Image.open(grid).size[0] > 200
+
+
+def test_trained_model_serves_predictions(trained):
+    png = base64.b64encode(_encode(Image.new("RGB", (50, 40), (255, 0, 0)), "PNG")).decode()
+    body = {"instances": [{"filename": "red.png", "target": "logo", "image": png}]}
+    with ServerProcess(trained) as server:
+        request = urllib.request.Request(
+            server.predict_url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            result = json.loads(answer.read())["predictions"][0]
+    assert result["filename"] == "red.png"
+    assert 0.0 <= result["prediction"] <= 1.0
+
+
+def test_default_model_matches_its_json():
+    info = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    assert info["sha256"] == sha256_of(DEFAULT_MODEL)
+    assert info["class_names"] == ["out_of_domain", "logo"]
+    from training.evaluate import load
+
+    model = load(DEFAULT_MODEL)
+    assert model.output_shape == (None, 2)
+
+
+def test_two_workers_train_with_multi_worker_strategy(tiny, tmp_path):
+    ports = [free_port(), free_port()]
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    procs = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "training",
+                    "train",
+                    "--data-dir",
+                    str(tiny),
+                    "--out",
+                    str(tmp_path / "out"),
+                    "--stages",
+                    "1x32",
+                    "--batch-size",
+                    "2",
+                    "--steps-per-epoch",
+                    "2",
+                    "--validation-steps",
+                    "1",
+                    "--cache-dir",
+                    str(tmp_path / f"cache{index}"),
+                ],
+                cwd=REPO_ROOT,
+                env={**os.environ, "TF_CONFIG": tf_config, "TRAIN_QUIET": "1"},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    outputs = [p.communicate(timeout=540)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    info = json.loads((tmp_path / "out" / "logo_detection.json").read_text())
+    assert info["training"]["strategy"] == "MultiWorkerMirroredStrategy"
+    assert info["training"]["replicas"] == 2
+    assert info["training"]["batch_size"] == 4
