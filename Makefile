@@ -52,4 +52,6 @@ clean: ## Remove the venv, caches and build output
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 image: ## Build the production container image (needs a Docker engine)
+	@docker info >/dev/null 2>&1 || { echo "error: make image needs a running Docker engine (none here);" \
+		"tests/test_packaging.py checks the container files without one." >&2; exit 1; }
 	docker build -t $(IMAGE) .

@@ -1,0 +1,304 @@
+"""Every command the README shows runs (issue 6).
+
+The README's fenced bash blocks are split into commands. Each command is either run for real
+(curl examples against a real server, shell set-up lines, `make` help) or matched by SKIPPED,
+which says why it is not run here and which test covers it instead. A new README command that
+is neither fails `test_every_readme_command_is_run_or_skipped_with_a_reason`.
+
+Rewrites, so the examples run beside other tests: `localhost:8080` -> the test server's port;
+a port an example binds (`http.server 8000`) -> a free port; `VARS=... make run` -> the same
+server started by ServerProcess with those settings. Commands run in a scratch directory laid
+out like the checkout (`../shared/samples` resolves), so nothing is written into the repo.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .conftest import SAMPLES_DIR
+from .server_process import REPO_ROOT, ServerProcess, free_port
+
+README = REPO_ROOT / "README.md"
+
+# command prefix -> why it is not run by this test (and what covers it instead)
+SKIPPED = {
+    "make run": "the foreground server; replaced by ServerProcess with the same settings",
+    "make test": "is this test suite",
+    "make bench": "minutes of load on purpose; the benchmark's own command",
+    "make lint": "ruff over the whole tree, not a behaviour of the server",
+    "make download-model": "needs internet; test_make_download_model runs it on a local URL",
+    "make image": "needs a Docker engine; test_packaging checks the Dockerfile",
+    "make clean": "deletes .venv; test_make_clean runs it in a scratch copy",
+    "docker": "needs a Docker engine; test_packaging checks the Dockerfile",
+    "kubectl": "needs a cluster; test_packaging validates the InferenceService",
+}
+
+
+@dataclass
+class Command:
+    text: str
+    env: dict[str, str]
+    words: list[str]
+    background: bool
+
+    @property
+    def program(self) -> str:
+        return " ".join(self.words[:2]) if self.words[:1] == ["make"] else self.words[0]
+
+    def skip_reason(self) -> str | None:
+        joined = " ".join(self.words)
+        for prefix, reason in SKIPPED.items():
+            if joined == prefix or joined.startswith(prefix + " "):
+                return reason
+        return None
+
+
+@dataclass
+class Block:
+    """A fenced bash block and the JSON output block the README shows after it, if any."""
+
+    commands: list[Command]
+    shown_output: object | None = None
+    heading: str = ""
+
+
+def split_commands(script: str) -> Iterator[Command]:
+    """Shell lines -> commands: backslash continuations and multi-line quotes joined."""
+    pending = ""
+    for line in script.splitlines():
+        pending += line + "\n"
+        if line.endswith("\\"):
+            continue
+        try:
+            words = shlex.split(pending, comments=True)
+        except ValueError:  # an open quote: the command goes on
+            continue
+        text, pending = pending.strip(), ""
+        if not words:
+            continue
+        background = words[-1] == "&"
+        words = words[:-1] if background else words
+        env = {}
+        while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):
+            name, _, value = words.pop(0).partition("=")
+            env[name] = value
+        if background:
+            text = text.rstrip().removesuffix("&").rstrip()
+        yield Command(text, env, words, background)
+    assert not pending.strip(), f"unterminated command in the README: {pending!r}"
+
+
+def readme_blocks() -> list[Block]:
+    blocks: list[Block] = []
+    heading = ""
+    fence = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
+    text = README.read_text()
+    position = 0
+    for match in fence.finditer(text):
+        between = text[position : match.start()]
+        headings = re.findall(r"^#+ (.+)$", between, re.M)
+        heading = headings[-1] if headings else heading
+        language, body = match.group(1), match.group(2)
+        if language in ("bash", "sh", "shell", "console"):
+            blocks.append(Block(list(split_commands(body)), heading=heading))
+        elif language == "json" and blocks and not headings and blocks[-1].shown_output is None:
+            with contextlib.suppress(json.JSONDecodeError):  # abridged output: not compared
+                blocks[-1].shown_output = json.loads(body)
+        position = match.end()
+    return blocks
+
+
+def test_readme_has_commands_to_check():
+    commands = [command for block in readme_blocks() for command in block.commands]
+    assert any(command.program == "curl" for command in commands), "no curl example found"
+    assert any(command.program == "make run" for command in commands)
+
+
+def test_every_readme_command_is_run_or_skipped_with_a_reason():
+    for block in readme_blocks():
+        run_by_curl_test = any(command.program == "curl" for command in block.commands)
+        for command in block.commands:
+            run_here = run_by_curl_test or command.words == ["make"]  # test_make_alone_...
+            assert run_here or command.skip_reason(), (
+                f"README command {command.text!r} ({block.heading}) is neither run by "
+                "tests/test_readme.py nor in its SKIPPED list with a reason"
+            )
+
+
+# --- running the blocks ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def scratch(tmp_path) -> Path:
+    """A working directory laid out like the checkout: ../shared/samples resolves."""
+    (tmp_path / "shared").symlink_to(SAMPLES_DIR.parent, target_is_directory=True)
+    work = tmp_path / "logo-detection"
+    work.mkdir()
+    return work
+
+
+def wait_for_port(port: int, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on port {port} after {timeout_s} s")
+
+
+def run_block(block: Block, cwd: Path, default_server: ServerProcess) -> list[tuple[dict, dict]]:
+    """Run a block's commands; returns (request body, JSON answer) for each curl."""
+    ports = {
+        word: str(free_port())
+        for command in block.commands
+        if command.words[:3] == ["python3", "-m", "http.server"]
+        for word in command.words[3:4]
+    }
+
+    def rewrite(text: str) -> str:
+        for old, new in ports.items():
+            text = re.sub(rf"(?<![\d.]){old}(?!\d)", new, text)
+        return text
+
+    background: list[subprocess.Popen] = []
+    own_server: ServerProcess | None = None
+    server = default_server
+    outputs: list[tuple[dict, dict]] = []
+    try:
+        for command in block.commands:
+            if command.program == "make run":
+                env = {name: rewrite(value) for name, value in command.env.items()}
+                own_server = server = ServerProcess(**env).start() if env else default_server
+                continue
+            if command.skip_reason():
+                continue
+            script = rewrite(command.text).replace(
+                "localhost:8080", f"127.0.0.1:{server.http_port}"
+            )
+            if command.background:
+                background.append(
+                    subprocess.Popen(["bash", "-c", script], cwd=cwd, start_new_session=True)
+                )
+                for port in ports.values():
+                    wait_for_port(int(port))
+                continue
+            done = subprocess.run(
+                ["bash", "-c", script], cwd=cwd, capture_output=True, text=True, timeout=120
+            )
+            assert done.returncode == 0, f"{command.text!r} failed:\n{done.stderr}"
+            if command.program == "curl":
+                outputs.append((curl_body(command.words, cwd), json.loads(done.stdout)))
+    finally:
+        for process in background:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(10)
+        if own_server is not None:
+            own_server.stop()
+    return outputs
+
+
+def curl_body(words: list[str], cwd: Path) -> dict:
+    """The JSON a curl command posts: `-d '{...}'` or `-d @file`."""
+    data = words[words.index("-d") + 1]
+    return json.loads((cwd / data[1:]).read_text() if data.startswith("@") else data)
+
+
+def shape(response: dict) -> list[tuple]:
+    """What the README's example output must agree with: names, fields, error types."""
+    return [
+        (item["filename"], sorted(item), item.get("error", {}).get("type"))
+        for item in response["predictions"]
+    ]
+
+
+def curl_blocks() -> list[Block]:
+    return [b for b in readme_blocks() if any(c.program == "curl" for c in b.commands)]
+
+
+@pytest.mark.parametrize("block", curl_blocks(), ids=lambda block: block.heading)
+def test_readme_curl_examples_answer_as_shown(block, server, scratch):
+    outputs = run_block(block, scratch, server)
+    assert outputs, "no curl output"
+    for request, output in outputs:
+        assert set(output) <= {"predictions", "latency"}, output
+        assert ("latency" in output) == bool(request.get("debug"))
+        names = [item["filename"] for item in request["instances"]]
+        assert [item["filename"] for item in output["predictions"]] == names
+        for item in output["predictions"]:
+            assert item["target"] == "logo"
+            if "error" not in item:
+                assert abs(item["prediction"] + item["out_of_domain"] - 1) < 2e-4
+    if block.shown_output is not None:
+        shown = block.shown_output
+        _, last = outputs[-1]
+        assert shape(last) == shape(shown), "the README shows a different answer"
+        assert sorted(last) == sorted(shown)
+
+
+# --- make targets the README names --------------------------------------------------------
+
+
+def test_make_alone_lists_every_target():
+    done = make()
+    assert done.returncode == 0, done.stderr
+    phony = re.search(r"^\.PHONY: (.+)$", (REPO_ROOT / "Makefile").read_text(), re.M)
+    for target in phony.group(1).split():
+        assert f"make {target} " in done.stdout, f"`make` does not list {target}"
+
+
+def test_make_download_model_saves_the_file_atomically(tmp_path, image_server):
+    payload = b"not really a model, but bytes to download"
+    url = image_server.add_file("readme/logo_max_all.keras", payload, "application/octet-stream")
+    target = tmp_path / "production"
+    done = make("download-model", f"PRODUCTION_MODEL_URL={url}", f"PRODUCTION_MODEL_DIR={target}")
+    assert done.returncode == 0, done.stderr
+    assert (target / "logo_max_all.keras").read_bytes() == payload
+    assert f"MODEL_PATH={target}/logo_max_all.keras make run" in done.stdout
+    missing, scratch = image_server.url("readme/nothing-here.keras"), tmp_path / "failed"
+    failed = make(
+        "download-model", f"PRODUCTION_MODEL_URL={missing}", f"PRODUCTION_MODEL_DIR={scratch}"
+    )
+    assert failed.returncode != 0
+    assert "could not download" in failed.stderr
+    assert list(scratch.iterdir()) == [], "a partial download was left behind"
+
+
+def make(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_make_clean_removes_build_output_but_not_models(tmp_path):
+    shutil.copy2(REPO_ROOT / "Makefile", tmp_path / "Makefile")
+    leftovers = [".venv/bin/python", "build/x", "dist/x.whl", "a.egg-info/PKG-INFO"]
+    leftovers.append("pkg/__pycache__/m.pyc")
+    kept = ["models/production/logo_max_all.keras", "pkg/m.py"]
+    for path in leftovers + kept:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("x")
+    done = make("clean", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    for path in leftovers:
+        assert not (tmp_path / path).exists(), f"make clean left {path}"
+    for path in kept:
+        assert (tmp_path / path).exists(), f"make clean removed {path}"
+
+
+def test_make_image_builds_the_dockerfile():
+    done = make("-n", "image")
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^docker build -t \S+ \.$", done.stdout, re.M), done.stdout
