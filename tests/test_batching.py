@@ -54,13 +54,14 @@ async def test_concurrent_requests_share_passes_and_get_their_own_results(http, 
 async def test_results_are_routed_to_each_request_in_order(backend):
     batcher = MicroBatcher(backend, max_batch_size=6)
     try:
-        jobs = [distinct_images(count, seed) for seed, count in enumerate([1, 3, 2, 4, 1, 5, 2])]
+        jobs = [distinct_images(count, seed) for seed, count in enumerate([1, 3, 2, 4, 1, 9, 2])]
         results = await asyncio.gather(*(batcher.predict(job) for job in jobs))
     finally:
         await batcher.close()
     for job, result in zip(jobs, results, strict=True):
         assert np.abs(result.scores - backend.predict(job)).max() <= 1e-5
-        assert len(job) <= result.batch_size <= 6
+        assert result.batch_size <= 6  # the 9-image request was cut into passes of 5 and 4
+        assert len(job) <= result.batch_size or len(job) > 6
     assert max(result.batch_size for result in results) > 3  # requests shared passes
 
 

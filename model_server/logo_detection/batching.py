@@ -1,11 +1,15 @@
 """Cross-request micro-batching: concurrent requests share forward passes.
 
-One worker task owns the model. It takes every request waiting in the queue (whole requests,
-never split) up to `max_batch_size` images, runs one forward pass in a single dedicated
-thread, and routes each request's slice of the scores back. When the model is idle a lone
-request runs at once; while a pass is running, newcomers queue and share the next one, so
-batching costs nothing at low load and raises throughput under load. `max_wait_s` > 0 makes
-the worker linger for stragglers before a pass that is not yet full.
+One worker task owns the model. It takes every request waiting in the queue (whole requests)
+up to `max_batch_size` images, runs one forward pass in a single dedicated thread, and routes
+each request's slice of the scores back. When the model is idle a lone request runs at once;
+while a pass is running, newcomers queue and share the next one, so batching costs nothing at
+low load and raises throughput under load. `max_wait_s` > 0 makes the worker linger for
+stragglers before a pass that is not yet full.
+
+A request with more images than `max_batch_size` is cut into even consecutive chunks: a pass never
+exceeds the cap, which bounds the activation memory (on CPU, per-image cost is flat beyond a
+few images, so bigger passes would buy nothing).
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ logger = logging.getLogger(__name__)
 @dataclass
 class BatchResult:
     scores: np.ndarray  # (n, num_classes) for this request's images
-    inference_ms: float  # time of the forward pass this request rode in
-    batch_size: int  # images in that forward pass, all requests together
+    inference_ms: float  # time of the forward pass(es) this request rode in
+    batch_size: int  # images in that forward pass (the largest one), all requests together
 
 
 @dataclass
@@ -39,7 +43,7 @@ class _Job:
 
 class MicroBatcher:
     def __init__(
-        self, backend: InferenceBackend, max_batch_size: int = 64, max_wait_s: float = 0.0
+        self, backend: InferenceBackend, max_batch_size: int = 16, max_wait_s: float = 0.0
     ) -> None:
         self.backend = backend
         self.max_batch_size = max_batch_size
@@ -50,14 +54,27 @@ class MicroBatcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
 
     async def predict(self, images: np.ndarray) -> BatchResult:
-        """Scores for one request's images, computed in a shared forward pass."""
+        """Scores for one request's images, computed in shared forward passes."""
         if len(images) == 0:
             return BatchResult(np.zeros((0, 2), np.float32), 0.0, 0)
         self._ensure_worker()
-        job = _Job(images, asyncio.get_running_loop().create_future())
-        self._pending.append(job)
+        loop = asyncio.get_running_loop()
+        chunks = np.array_split(images, -(-len(images) // self.max_batch_size))
+        jobs = [_Job(chunk, loop.create_future()) for chunk in chunks]
+        self._pending.extend(jobs)
         self._wakeup.set()
-        return await job.future
+        try:
+            results = await asyncio.gather(*(job.future for job in jobs))
+        finally:
+            for job in jobs:  # the client went away or a chunk failed: drop the rest unrun
+                job.future.cancel()
+        if len(results) == 1:
+            return results[0]
+        return BatchResult(
+            np.concatenate([result.scores for result in results]),
+            sum(result.inference_ms for result in results),
+            max(result.batch_size for result in results),
+        )
 
     async def close(self) -> None:
         if self._worker is not None:
@@ -99,8 +116,8 @@ class MicroBatcher:
         return sum(len(job.images) for job in self._pending)
 
     def _take_batch(self) -> list[_Job]:
-        """Whole requests in arrival order; a request bigger than the cap rides alone. Requests
-        whose client has gone away (cancelled) are dropped rather than computed."""
+        """Whole jobs in arrival order, up to the cap. Jobs whose client has gone away
+        (cancelled) are dropped rather than computed."""
         jobs: list[_Job] = []
         size = 0
         while self._pending:

@@ -79,8 +79,8 @@ def cached_onnx_file(keras_model, model_file: Path, cache_dir: Path) -> tuple[Pa
 
 
 class OnnxRuntimeBackend:
-    """One ONNX Runtime session; `threads` intra-op threads that sleep rather than spin when idle,
-    so they don't steal the CPU from the decode threads between passes."""
+    """One ONNX Runtime session; `threads` intra-op threads that sleep rather than spin when
+    idle, so they don't steal the CPU from the decode threads between passes."""
 
     name = "onnx"
 
@@ -93,6 +93,9 @@ class OnnxRuntimeBackend:
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
+        # Without the arena, activation buffers go back to the allocator after each pass
+        # instead of staying reserved at the largest batch seen (hundreds of MB; no speed cost).
+        options.enable_cpu_mem_arena = False
         self.onnx_file = onnx_file
         self._session = onnxruntime.InferenceSession(
             str(onnx_file), options, providers=["CPUExecutionProvider"]

@@ -41,11 +41,14 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(25 * MIB, ge=1)
     max_image_pixels: int = Field(100_000_000, ge=1)
     svg_render_size: int = Field(512, ge=16, le=4096)
+    max_svg_bytes: int = Field(10 * MIB, ge=1)
+    max_svg_elements: int = Field(50_000, ge=1)  # counting what <use> expands to
+    svg_render_timeout_s: float = Field(5.0, gt=0)  # the render worker process is killed after
     max_images_in_flight: int = Field(200, ge=1)
 
     # Batching
-    max_batch_size: int = Field(64, ge=1)
-    batch_max_wait_ms: float = Field(2.0, ge=0)
+    max_batch_size: int = Field(16, ge=1)
+    batch_max_wait_ms: float = Field(0.0, ge=0)
 
     # URL fetching
     fetch_allowed_schemes: CommaSeparated = ("https",)
