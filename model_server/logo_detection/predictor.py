@@ -62,7 +62,7 @@ class LogoDetectionModel(Model):
         self.batcher = batcher
         self.fetcher = ImageFetcher(settings)
         self.admission = ImageAdmission(settings.max_images_in_flight)
-        self.decode_limits = DecodeLimits(settings.max_image_pixels, settings.svg_render_size)
+        self.decode_limits = DecodeLimits.from_settings(settings)
         self._decode_pool = ThreadPoolExecutor(decode_threads, thread_name_prefix="decode")
         self.ready = True
 

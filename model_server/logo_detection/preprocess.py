@@ -27,7 +27,8 @@ import tensorflow as tf
 from .architecture import INPUT_SIZE
 from .errors import ErrorType, ImageError
 from .image_format import TENSORFLOW_FORMATS, ImageFormat, sniff_format
-from .svg import rasterize_svg
+from .settings import Settings
+from .svg import SvgLimits, rasterize_svg
 
 # Our own pixel limit applies before Pillow's; disable Pillow's so it can't fire first.
 Image.MAX_IMAGE_PIXELS = None
@@ -39,6 +40,28 @@ class DecodeLimits:
 
     max_pixels: int = 100_000_000  # width x height x frames, before decoding
     svg_render_size: int = 512  # longest side of an SVG rendering, in pixels
+    max_svg_bytes: int = 10 * 1024 * 1024
+    max_svg_elements: int = 50_000  # after <use> expansion
+    svg_render_timeout_s: float = 5.0  # the render worker is killed after this
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DecodeLimits:
+        return cls(
+            max_pixels=settings.max_image_pixels,
+            svg_render_size=settings.svg_render_size,
+            max_svg_bytes=settings.max_svg_bytes,
+            max_svg_elements=settings.max_svg_elements,
+            svg_render_timeout_s=settings.svg_render_timeout_s,
+        )
+
+    @property
+    def svg(self) -> SvgLimits:
+        return SvgLimits(
+            self.max_svg_bytes,
+            self.max_svg_elements,
+            self.svg_render_size,
+            self.svg_render_timeout_s,
+        )
 
 
 DEFAULT_LIMITS = DecodeLimits()
@@ -59,7 +82,7 @@ def image_to_model_input(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> 
     """Decode untrusted image bytes into a (224, 224, 3) float32 array in 0..255."""
     image_format = sniff_format(data)
     if image_format is ImageFormat.SVG:
-        data = rasterize_svg(data, limits.svg_render_size)
+        data = rasterize_svg(data, limits.svg)
         image_format = ImageFormat.PNG
     with _open_header(data) as header:
         _check_pixel_budget(header, limits)
