@@ -127,10 +127,10 @@ def main() -> int:
     }
     floor_ms["50 x 1024px"] = floor.floor_s(backend, batch, reps_batch) * 1000
     naive_ms = {
-        kind: floor.naive_s(loaded.keras_model, [data], reps_naive) * 1000
+        kind: floor.naive_s(loaded.keras_model, [data], reps_naive, 0 if quick else 1) * 1000
         for kind, data in corpus.items()
     }
-    naive_ms["50 x 1024px"] = floor.naive_s(loaded.keras_model, batch, reps_naive) * 1000
+    naive_ms["50 x 1024px"] = floor.naive_s(loaded.keras_model, batch, reps_naive, 0) * 1000
     forward_ms = {
         b.name: [
             floor.forward_s(b, size, reps_batch if size > 1 else reps_single) * 1000
@@ -207,15 +207,9 @@ async def drive(
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         url = server.predict_url
         with RssMonitor(server.process.pid) as monitor:
-            for work in plan:  # warm-up: every kind of request, a few times
-                await run_load(
-                    session,
-                    url,
-                    bodies(work),
-                    work.per_request,
-                    2 * work.concurrency,
-                    work.concurrency,
-                )
+            for work in plan:  # warm-up: every kind of request, at its concurrency
+                count = work.concurrency
+                await run_load(session, url, bodies(work), work.per_request, count, count)
             rss_warm = monitor.rss()
             for work in plan:
                 print(f"  {work.name}: {work.requests} requests ...", flush=True)

@@ -34,8 +34,8 @@ def floor_s(backend: InferenceBackend, images: list[bytes], repeats: int) -> flo
     return median_s(lambda: decode_and_predict(backend, images), repeats)
 
 
-def naive_s(keras_model, images: list[bytes], repeats: int) -> float:
-    return median_s(lambda: naive_predict(keras_model, images), repeats)
+def naive_s(keras_model, images: list[bytes], repeats: int, warm_ups: int = 1) -> float:
+    return median_s(lambda: naive_predict(keras_model, images), repeats, warm_ups)
 
 
 def forward_s(backend: InferenceBackend, batch_size: int, repeats: int) -> float:
