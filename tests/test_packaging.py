@@ -359,4 +359,5 @@ async def test_manifest_probes_hit_routes_the_server_answers(manifest, server, h
             assert answer.status == 200, f"{probe} {action['path']} -> {answer.status}"
     ready, live = spec["readinessProbe"], spec["livenessProbe"]
     assert ready["initialDelaySeconds"] >= 15, "the model takes ~20 s to load"
-    assert live["initialDelaySeconds"] + live["periodSeconds"] * live["failureThreshold"] >= 90
+    # a cold start with the ONNX conversion took ~90 s here: liveness must not kill it
+    assert live["initialDelaySeconds"] + live["periodSeconds"] * live["failureThreshold"] >= 150

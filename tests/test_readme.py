@@ -36,7 +36,8 @@ README = REPO_ROOT / "README.md"
 
 # command prefix -> why it is not run by this test (and what covers it instead)
 SKIPPED = {
-    "make run": "the foreground server; replaced by ServerProcess with the same settings",
+    "make run": "the server, in the foreground; in a curl example ServerProcess starts it with "
+    "the same settings instead",
     "make test": "is this test suite",
     "make bench": "minutes of load on purpose; the benchmark's own command",
     "make lint": "ruff over the whole tree, not a behaviour of the server",
