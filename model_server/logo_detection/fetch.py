@@ -248,12 +248,20 @@ def check_url(url: str, settings: Settings) -> URL:
         raise ImageError(ErrorType.URL_NOT_ALLOWED, f"URL scheme {scheme!r} is not allowed")
     if parsed.user is not None or parsed.password is not None:
         raise ImageError(ErrorType.URL_NOT_ALLOWED, "URLs with user-info are not allowed")
-    if host not in settings.fetch_allowed_hosts:
+    if _canonical_host(host) not in {_canonical_host(h) for h in settings.fetch_allowed_hosts}:
         raise ImageError(ErrorType.URL_NOT_ALLOWED, f"host {host!r} is not allowed")
     if port not in settings.fetch_allowed_ports:
         raise ImageError(ErrorType.URL_NOT_ALLOWED, f"port {port} is not allowed")
     _check_literal_address(host, settings)
     return parsed
+
+
+def _canonical_host(host: str) -> str:
+    """IP literals compared by value (::ffff:127.0.0.1 == ::ffff:7f00:1), names by lower case."""
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return host.lower().rstrip(".")
 
 
 def _check_literal_address(host: str, settings: Settings) -> None:

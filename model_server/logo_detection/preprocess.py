@@ -127,9 +127,16 @@ def _frame_count(header: Image.Image) -> int:
 def _decode_with_tensorflow(data: bytes) -> np.ndarray:
     try:
         return _tensorflow_decode_and_resize(tf.constant(data)).numpy()
-    except (tf.errors.InvalidArgumentError, tf.errors.OpError) as error:
-        message = error.message.splitlines()[0] if error.message else type(error).__name__
-        raise _undecodable(message) from None
+    except tf.errors.OpError as error:
+        raise _undecodable(_tensorflow_reason(error)) from None
+
+
+def _tensorflow_reason(error: tf.errors.OpError) -> str:
+    """The decoder's own words, without the graph-execution traceback around them."""
+    noise = ("Graph execution error", "Detected at node", "File ", "[[")
+    lines = [line.strip() for line in (error.message or "").splitlines()]
+    reasons = [line for line in lines if line and not line.startswith(noise)]
+    return reasons[-1] if reasons else type(error).__name__
 
 
 def _pillow_rgb(image: Image.Image) -> np.ndarray:

@@ -1,0 +1,348 @@
+"""Hostile URLs (issue: hostile input): a local server misbehaves on purpose, the real model
+server must answer each instance with the right error, keep scoring the others, stay healthy,
+and never connect to an address the policy refuses."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import time
+from collections.abc import Iterator
+
+import pytest
+from aiohttp import web
+
+from model_server.logo_detection.errors import ImageError
+from model_server.logo_detection.fetch import ImageFetcher
+from model_server.logo_detection.settings import Settings
+
+from .conftest import instance, post_predict
+from .hostile_support import MIB, PeakRss, assert_healthy, png
+from .image_server import ImageServer
+from .server_process import ServerProcess
+
+pytestmark = pytest.mark.asyncio
+
+GOOD = png()
+
+
+def assert_scored(result: dict, case: str) -> None:
+    assert "error" not in result and 0.0 <= result["prediction"] <= 1.0, (case, result)
+
+
+def add_hostile_routes(images: ImageServer, model_server_port: int) -> dict[str, tuple[str, str]]:
+    """Register the misbehaving routes; returns case -> (URL, expected error type or 'scored')."""
+    port = images.port
+
+    async def drip(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "image/png"})
+        await response.prepare(request)
+        try:
+            for _ in range(120):  # one byte every 0.5 s: never stalls, never finishes
+                await response.write(GOOD[:1])
+                await asyncio.sleep(0.5)
+        except (ConnectionError, RuntimeError):
+            pass
+        return response
+
+    async def stall(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "image/png"})
+        await response.prepare(request)
+        await asyncio.sleep(30)
+        return response
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "image/png"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        chunk = GOOD + b"\x00" * (MIB - len(GOOD))
+        try:
+            for _ in range(1000):  # up to 1 GB, far past the 25 MiB limit
+                await response.write(chunk)
+        except (ConnectionError, RuntimeError):
+            pass
+        return response
+
+    async def lying_length(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "image/png"})
+        response.content_length = 100_000
+        await response.prepare(request)
+        await response.write(GOOD)
+        request.transport.close()  # far fewer bytes than promised, then hang up
+        return response
+
+    async def huge_length(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "image/png"})
+        response.content_length = 10 * 1024**3
+        await response.prepare(request)
+        await asyncio.sleep(30)
+        return response
+
+    async def no_length(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "image/png"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(GOOD), 16):
+            await response.write(GOOD[start : start + 16])
+        await response.write_eof()
+        return response
+
+    async def gzipped(_request: web.Request) -> web.Response:
+        return web.Response(
+            body=gzip.compress(GOOD),
+            headers={"Content-Type": "image/png", "Content-Encoding": "gzip"},
+        )
+
+    def redirect(location: str):
+        async def handler(_request: web.Request) -> web.Response:
+            raise web.HTTPFound(location)
+
+        return handler
+
+    async def chain(request: web.Request) -> web.Response:
+        remaining = int(request.query["n"])
+        if remaining == 0:
+            return web.Response(body=GOOD, content_type="image/png")
+        raise web.HTTPFound(f"/hostile/chain?n={remaining - 1}")
+
+    def status(code: int):
+        async def handler(_request: web.Request) -> web.Response:
+            return web.Response(status=code, text="nope")
+
+        return handler
+
+    good = images.add_file("hostile/good.png", GOOD, "image/png")
+    cases = {
+        "good": (good, "scored"),
+        "wrong content type": (images.add_file("hostile/x.txt", GOOD, "text/plain"), "scored"),
+        "no content length": (images.add_route("hostile/chunked", no_length), "scored"),
+        "slow drip": (images.add_route("hostile/drip", drip), "fetch_failed"),
+        "stall": (images.add_route("hostile/stall", stall), "fetch_failed"),
+        "endless body": (images.add_route("hostile/endless", endless), "too_large"),
+        "lying content length": (images.add_route("hostile/lying", lying_length), "fetch_failed"),
+        "huge content length": (images.add_route("hostile/huge", huge_length), "too_large"),
+        "gzip encoded": (images.add_route("hostile/gzip", gzipped), "unsupported_format"),
+        "404": (images.url("hostile/missing.png"), "fetch_failed"),
+        "500": (images.add_route("hostile/500", status(500)), "fetch_failed"),
+        "html body": (
+            images.add_file(
+                "hostile/page", b"<!DOCTYPE html><html><body>hi</body></html>", "image/png"
+            ),
+            "unsupported_format",
+        ),
+        "zero bytes": (
+            images.add_file("hostile/empty.png", b"", "image/png"),
+            "unsupported_format",
+        ),
+        "3 redirects": (images.url("hostile/chain?n=3"), "scored"),
+        "4 redirects": (images.url("hostile/chain?n=4"), "fetch_failed"),
+        "redirect loop": (
+            images.add_route("hostile/loop", redirect("/hostile/loop")),
+            "fetch_failed",
+        ),
+    }
+    images.add_route("hostile/chain", chain)
+    for name, location in {
+        "to metadata": "http://169.254.169.254/latest/meta-data/",
+        "to metadata, allowed port": f"http://169.254.169.254:{port}/latest/meta-data/",
+        "to private": f"http://10.0.0.7:{port}/x.png",
+        "to private 192.168": f"http://192.168.1.1:{port}/x.png",
+        "to ipv6 loopback": f"http://[::1]:{port}/hostile/good.png",
+        "to ipv4-mapped": f"http://[::ffff:10.0.0.7]:{port}/x.png",
+        "to 127.0.0.1, other port": f"http://127.0.0.1:{model_server_port}/v2/health/ready",
+        "to file": "file:///etc/passwd",
+        "to user-info": f"http://user:secret@127.0.0.1:{port}/hostile/good.png",
+    }.items():
+        url = images.add_route(f"hostile/redirect-{len(cases)}", redirect(location))
+        cases[f"redirect {name}"] = (url, "url_not_allowed")
+    return cases
+
+
+async def test_misbehaving_servers_get_per_instance_errors(http, server, image_server):
+    cases = add_hostile_routes(image_server, server.http_port)
+    names = list(cases)
+    body = {"instances": [instance(name, url=cases[name][0]) for name in names]}
+    body["instances"].insert(5, instance("base64 in the middle", data=GOOD))
+    await post_predict(http, server, {"instances": [instance("warm", data=GOOD)]})
+    started = time.monotonic()
+    with PeakRss(server) as memory:
+        status, answer = await post_predict(http, server, body)
+    elapsed = time.monotonic() - started
+    assert status == 200, answer
+    results = answer["predictions"]
+    assert [r["filename"] for r in results] == [i["filename"] for i in body["instances"]]
+    assert_scored(results.pop(5), "base64 in the middle")
+    wrong = {}
+    for name, result in zip(names, results, strict=True):
+        expected = cases[name][1]
+        actual = result["error"]["type"] if "error" in result else "scored"
+        if actual != expected:
+            wrong[name] = (expected, result)
+    assert not wrong, wrong
+    by_name = dict(zip(names, results, strict=True))
+    assert "404" in by_name["404"]["error"]["message"]
+    assert "500" in by_name["500"]["error"]["message"]
+    assert "longer than 5 s" in by_name["slow drip"]["error"]["message"]
+    assert "nothing for 2 s" in by_name["stall"]["error"]["message"]
+    assert "redirects" in by_name["4 redirects"]["error"]["message"]
+    # the slow drip is cut at the 5 s total timeout: nothing holds the request longer
+    assert elapsed < 12, f"the request took {elapsed:.1f} s"
+    print(f"peak RSS growth {memory.growth_mib:.0f} MiB, {elapsed:.1f} s")
+    assert memory.growth_mib < 400, f"server memory grew by {memory.growth_mib:.0f} MiB"
+    await assert_healthy(http, server)
+
+
+async def test_fetch_sends_the_configured_user_agent_and_no_gzip(http, server, image_server):
+    seen: list[dict[str, str]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.Response(body=GOOD, content_type="image/png")
+
+    url = image_server.add_route("hostile/record", record)
+    status, answer = await post_predict(http, server, {"instances": [instance("ua", url=url)]})
+    assert status == 200
+    assert_scored(answer["predictions"][0], "ua")
+    assert seen[0]["User-Agent"] == Settings().user_agent
+    assert seen[0]["Accept-Encoding"] == "identity"
+
+
+# --- Address policy with loopback NOT allowed (production default) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def strict_server(image_server: ImageServer) -> Iterator[ServerProcess]:
+    """Loopback refused; private, link-local and loopback hosts on the allow-list on purpose,
+    so only the address checks stand between them and a connection. Also small body limits."""
+    hosts = (
+        "localhost,127.0.0.1,::1,169.254.169.254,10.0.0.7,192.168.1.1,0.0.0.0,224.0.0.1,"
+        "::ffff:127.0.0.1,::ffff:169.254.169.254,fd00::1,fe80::1,64:ff9b::a9fe:a9fe,"
+        "2002:a00:7::1"
+    )
+    with ServerProcess(
+        fetch_allowed_schemes="http",
+        fetch_allowed_hosts=hosts,
+        fetch_allowed_ports=f"{image_server.port},80",
+        fetch_allow_loopback="false",
+        fetch_connect_timeout_s=5,
+        max_request_bytes=MIB,
+        max_images_in_flight=4,
+    ) as process:
+        yield process
+
+
+async def test_refused_addresses_are_never_connected_to(http, strict_server, image_server):
+    hits: list[str] = []
+
+    async def count(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.Response(body=GOOD, content_type="image/png")
+
+    image_server.add_route("strict/probe.png", count)
+    port = image_server.port
+    urls = {
+        f"http://localhost:{port}/strict/probe.png": "resolves only to refused",
+        f"http://127.0.0.1:{port}/strict/probe.png": "loopback",
+        f"http://[::1]:{port}/strict/probe.png": "loopback",
+        f"http://[::ffff:127.0.0.1]:{port}/strict/probe.png": "loopback",
+        "http://169.254.169.254/latest/meta-data/": "link-local",
+        "http://[::ffff:169.254.169.254]/latest/meta-data/": "link-local",
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/": "link-local",
+        f"http://10.0.0.7:{port}/x.png": "private",
+        f"http://[2002:a00:7::1]:{port}/x.png": "private",
+        f"http://192.168.1.1:{port}/x.png": "private",
+        f"http://0.0.0.0:{port}/x.png": "unspecified",
+        f"http://224.0.0.1:{port}/x.png": "multicast",
+        f"http://[fd00::1]:{port}/x.png": "private",
+        f"http://[fe80::1]:{port}/x.png": "link-local",
+    }
+    body = {"instances": [instance(url, url=url) for url in urls]}
+    body["instances"].append(instance("good.png", data=GOOD))
+    started = time.monotonic()
+    status, answer = await post_predict(http, strict_server, body)
+    elapsed = time.monotonic() - started
+    assert status == 200, answer
+    results = answer["predictions"]
+    for (url, reason), result in zip(urls.items(), results[:-1], strict=True):
+        assert result["error"]["type"] == "url_not_allowed", (url, result)
+        assert reason in result["error"]["message"], (url, result)
+    assert_scored(results[-1], "good.png")
+    assert hits == [], "the server connected to a refused address"
+    # a connection attempt to 10.0.0.7 or 169.254.169.254 would have waited out the 5 s timeout
+    assert elapsed < 4, f"took {elapsed:.1f} s"
+    await assert_healthy(http, strict_server)
+
+
+async def test_redirect_hops_get_the_address_checks_too(image_server):
+    """In-process: a redirect to an allow-listed host whose address is refused stops there."""
+    port = image_server.port
+
+    async def to_metadata(_request: web.Request) -> web.Response:
+        raise web.HTTPFound(f"http://169.254.169.254:{port}/latest/meta-data/")
+
+    url = image_server.add_route("hop/metadata", to_metadata)
+    settings = Settings(
+        fetch_allowed_schemes="http",
+        fetch_allowed_hosts="127.0.0.1,169.254.169.254",
+        fetch_allowed_ports=str(port),
+        fetch_allow_loopback=True,
+        fetch_connect_timeout_s=5,
+    )
+    fetcher = ImageFetcher(settings)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ImageError) as refused:
+            await fetcher.fetch(url)
+        assert refused.value.error_type == "url_not_allowed"
+        assert "169.254.169.254 is a link-local address" in refused.value.message
+        assert time.monotonic() - started < 3  # refused, not a connect timeout
+    finally:
+        await fetcher.close()
+
+
+# --- Whole-request limits --------------------------------------------------------------------
+
+
+async def test_body_over_the_limit_gets_413_with_or_without_content_length(http, strict_server):
+    oversized = b'{"instances": [' + b" " * (2 * MIB) + b"]}"
+    async with http.post(
+        strict_server.predict_url, data=oversized, headers={"Content-Type": "application/json"}
+    ) as response:
+        assert response.status == 413
+        assert "larger than" in (await response.json())["error"]
+
+    async def chunks():
+        for start in range(0, len(oversized), 64 * 1024):
+            yield oversized[start : start + 64 * 1024]
+
+    async with http.post(
+        strict_server.predict_url, data=chunks(), headers={"Content-Type": "application/json"}
+    ) as response:
+        assert response.status == 413
+        assert "Content-Length" not in response.request_info.headers
+    status, answer = await post_predict(
+        http, strict_server, {"instances": [instance("ok.png", data=GOOD)]}
+    )
+    assert status == 200
+    assert_scored(answer["predictions"][0], "ok.png")
+
+
+async def test_bursts_over_the_image_budget_queue_and_all_complete(http, strict_server):
+    """MAX_IMAGES_IN_FLIGHT=4: eight 10-image requests at once wait their turn; none fails."""
+    photo = png((800, 600), (10, 120, 200))
+    bodies = [
+        {"instances": [instance(f"r{r}-{i}.png", data=photo) for i in range(10)]} for r in range(8)
+    ]
+    await post_predict(http, strict_server, {"instances": [instance("warm", data=GOOD)]})
+    with PeakRss(strict_server) as memory:
+        answers = await asyncio.gather(*(post_predict(http, strict_server, b) for b in bodies))
+    print(f"peak RSS growth {memory.growth_mib:.0f} MiB")
+    for r, (status, answer) in enumerate(answers):
+        assert status == 200, answer
+        assert [p["filename"] for p in answer["predictions"]] == [
+            f"r{r}-{i}.png" for i in range(10)
+        ]
+        for result in answer["predictions"]:
+            assert_scored(result, result["filename"])
+    assert memory.growth_mib < 400, f"server memory grew by {memory.growth_mib:.0f} MiB"
+    await assert_healthy(http, strict_server)
