@@ -17,7 +17,7 @@ from model_server.logo_detection.fetch import ImageFetcher
 from model_server.logo_detection.settings import Settings
 
 from .conftest import instance, post_predict
-from .hostile_support import MIB, PeakRss, assert_healthy, png
+from .hostile_support import MIB, PeakRss, assert_healthy, png, svg
 from .image_server import ImageServer
 from .server_process import ServerProcess
 
@@ -346,3 +346,14 @@ async def test_bursts_over_the_image_budget_queue_and_all_complete(http, strict_
             assert_scored(result, result["filename"])
     assert memory.growth_mib < 400, f"server memory grew by {memory.growth_mib:.0f} MiB"
     await assert_healthy(http, strict_server)
+
+
+async def test_shutdown_closes_the_fetch_session_and_render_workers_quietly(http, strict_server):
+    """Runs last in this module: SIGTERM after fetches and an SVG render leaves a clean log."""
+    body = {"instances": [instance("logo.svg", data=svg('<rect width="80" height="40"/>'))]}
+    status, answer = await post_predict(http, strict_server, body)
+    assert status == 200 and "error" not in answer["predictions"][0], answer
+    assert strict_server.stop() == 0
+    log = strict_server.log()
+    for noise in ("Unclosed", "Exception ignored", "Traceback", "leaked", "ResourceWarning"):
+        assert noise not in log, log[-3000:]
