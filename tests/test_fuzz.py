@@ -1,0 +1,165 @@
+"""Bounded fuzzing (issue: hostile input): the decoder only ever raises ImageError, and the real
+server's request parser only ever answers 200/400/413 with one result per instance, never 500.
+
+Example counts are fixed and small so CI stays fast and deterministic (derandomized); raise
+FUZZ_EXAMPLES locally for a longer run.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from model_server.logo_detection.errors import ErrorType, ImageError
+from model_server.logo_detection.preprocess import DecodeLimits, image_to_model_input
+
+from .hostile_support import gif_bomb, jpeg, png, svg
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+ERROR_TYPES = {error.value for error in ErrorType}
+
+
+def _pillow(image_format: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    Image.radial_gradient("L").convert("RGB").resize((40, 30)).save(buffer, image_format, **options)
+    return buffer.getvalue()
+
+
+SEEDS = [
+    png(),
+    jpeg(),
+    jpeg(progressive=True),
+    gif_bomb(16, 3),
+    _pillow("BMP"),
+    _pillow("WEBP"),
+    _pillow("TIFF", compression="tiff_lzw"),
+    svg('<rect width="80" height="40" fill="#c00"/><use href="#a"/><circle id="a" r="5"/>'),
+]
+LIMITS = DecodeLimits(max_pixels=4_000_000, svg_render_timeout_s=3)
+
+
+@st.composite
+def mutated_images(draw: st.DrawFn) -> bytes:
+    """A real image of each supported format with bytes flipped, inserted or cut off."""
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(0, 6))):
+        position = draw(st.integers(0, len(data) - 1))
+        action = draw(st.sampled_from(["flip", "insert", "delete"]))
+        if action == "flip":
+            data[position] = draw(st.integers(0, 255))
+        elif action == "insert":
+            data[position:position] = draw(st.binary(min_size=1, max_size=16))
+        elif len(data) > 1:
+            del data[position]
+    cut = draw(st.one_of(st.none(), st.integers(0, len(data))))
+    return bytes(data if cut is None else data[:cut])
+
+
+def assert_decodes_or_image_error(data: bytes) -> None:
+    try:
+        array = image_to_model_input(data, LIMITS)
+    except ImageError as error:
+        assert error.error_type in ERROR_TYPES and error.message
+        event(error.error_type)
+        return
+    event("decoded")
+    assert array.shape == (224, 224, 3) and array.dtype == np.float32
+    assert np.isfinite(array).all() and array.min() >= 0 and array.max() <= 255
+
+
+@pytest.mark.timeout(600)
+@settings(FUZZ, max_examples=2 * EXAMPLES)  # in-process and fast: twice the HTTP count
+@given(data=st.one_of(mutated_images(), mutated_images(), st.binary(max_size=2048)))
+def test_decoder_only_raises_image_error(data: bytes) -> None:
+    assert_decodes_or_image_error(data)
+
+
+def test_decoder_seeds_decode() -> None:
+    """The fuzz seeds themselves are valid, so mutations start from every decoder's happy path."""
+    for seed in SEEDS:
+        assert image_to_model_input(seed, LIMITS).shape == (224, 224, 3)
+
+
+# --- The request parser, over HTTP against the real server ---------------------------------
+
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=16,
+)
+VALID_IMAGE = base64.b64encode(png((8, 8))).decode()
+FIELD_VALUES = (
+    JSON_VALUES
+    | st.sampled_from(["logo", "", "x.png", VALID_IMAGE, "aGk=", "!!", "http://127.0.0.1/x"])
+    | st.text(max_size=40)
+)
+INSTANCES = st.dictionaries(
+    st.sampled_from(["filename", "target", "url", "image", "extra"]), FIELD_VALUES, max_size=5
+)
+GOOD_INSTANCE = st.builds(
+    lambda name: {"filename": name or "f", "target": "logo", "image": VALID_IMAGE},
+    st.text(max_size=12),
+)
+BODIES = st.one_of(
+    st.fixed_dictionaries(
+        {"instances": st.lists(GOOD_INSTANCE | INSTANCES, max_size=6)},
+        optional={"debug": JSON_VALUES},
+    ).map(lambda body: json.dumps(body).encode()),
+    JSON_VALUES.map(lambda value: json.dumps(value).encode()),
+    st.binary(max_size=512),
+)
+
+
+def post(url: str, body: bytes) -> tuple[int, object]:
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+@pytest.mark.timeout(600)
+@FUZZ
+@given(body=BODIES)
+def test_request_parser_never_answers_500(server, body: bytes) -> None:
+    status, answer = post(server.predict_url, body)
+    assert status in (200, 400), (status, answer, body[:300])
+    if status == 400:
+        assert isinstance(answer["error"], str) and answer["error"]
+        return
+    sent = json.loads(body)["instances"]
+    results = answer["predictions"]
+    assert [r["filename"] for r in results] == [i["filename"] for i in sent]
+    for result in results:
+        assert ("prediction" in result) != ("error" in result), result
+        if "error" in result:
+            assert result["error"]["type"] in ERROR_TYPES, result
