@@ -72,6 +72,13 @@ def jpeg(size: tuple[int, int] = (64, 48), progressive: bool = False) -> bytes:
     return buffer.getvalue()
 
 
+def jpeg_scan_bomb(repeats: int = 150) -> bytes:
+    """A progressive JPEG whose last scan is repeated: libjpeg makes a full pass for each one."""
+    data = jpeg((320, 240), progressive=True)
+    last_scan = data[data.rindex(b"\xff\xda") : -2]
+    return data[:-2] + last_scan * repeats + b"\xff\xd9"
+
+
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return (
         struct.pack(">I", len(payload))

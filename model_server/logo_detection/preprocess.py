@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -65,6 +66,9 @@ class DecodeLimits:
 
 
 DEFAULT_LIMITS = DecodeLimits()
+MAX_JPEG_SCANS = 100
+# The next marker after entropy-coded data: 0xFF not followed by a stuffed 0x00 or an RSTn.
+_JPEG_MARKER = re.compile(rb"\xff(?=[^\x00\xd0-\xd7])")
 
 
 @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
@@ -86,6 +90,8 @@ def image_to_model_input(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> 
         image_format = ImageFormat.PNG
     with _open_header(data) as header:
         _check_pixel_budget(header, limits)
+        if image_format is ImageFormat.JPEG:
+            _check_jpeg_scans(data)
         if image_format in TENSORFLOW_FORMATS:
             return _decode_with_tensorflow(data)
         return _tensorflow_resize(_pillow_rgb(header)).numpy()
@@ -114,6 +120,43 @@ def _check_pixel_budget(header: Image.Image, limits: DecodeLimits) -> None:
             f"{width}x{height} pixels x {frames} frame(s) exceeds the limit of "
             f"{limits.max_pixels} pixels",
         )
+
+
+def _check_jpeg_scans(data: bytes) -> None:
+    """Each progressive scan is a pass over every block, and one can be a few bytes long:
+    without a cap a 25 MiB file can hold a million passes. Encoders write about 10."""
+    scans = _jpeg_scan_count(data)
+    if scans > MAX_JPEG_SCANS:
+        raise ImageError(
+            ErrorType.DECODE_FAILED,
+            f"unsafe JPEG refused: more than {MAX_JPEG_SCANS} scans",
+        )
+
+
+def _jpeg_scan_count(data: bytes) -> int:
+    """SOS markers of the first image, walking segments (APPn payloads and later embedded
+    images are skipped, so their bytes can't be miscounted); stops past the cap."""
+    scans, at = 0, 2
+    while at + 4 <= len(data) and scans <= MAX_JPEG_SCANS:
+        if data[at] != 0xFF:
+            return scans  # corrupt: the decoder will say so
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker == 0xD9:  # EOI
+            return scans
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length field
+            at += 2
+            continue
+        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+        if marker == 0xDA:  # entropy-coded data follows: 0xFF in it is stuffed (FF00) or RSTn
+            scans += 1
+            next_marker = _JPEG_MARKER.search(data, at)
+            if next_marker is None:
+                return scans
+            at = next_marker.start()
+    return scans
 
 
 def _frame_count(header: Image.Image) -> int:
