@@ -300,6 +300,37 @@ async def test_redirect_hops_get_the_address_checks_too(image_server):
         await fetcher.close()
 
 
+async def test_egress_proxy_from_the_environment(image_server, monkeypatch):
+    """HTTP(S)_PROXY is used (the proxy host is exempt from the address check, the image host is
+    resolved by the proxy, not by us); NO_PROXY hosts are fetched directly."""
+    seen: list[tuple[str, str]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append((request.host, request.path))
+        return web.Response(body=GOOD, content_type="image/png")
+
+    image_server.add_route("egress/logo.png", record)
+    monkeypatch.setenv("HTTP_PROXY", f"http://localhost:{image_server.port}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    allowed = {
+        "fetch_allowed_schemes": "http",
+        "fetch_allowed_hosts": "upload.wikimedia.org,127.0.0.1",
+        "fetch_allowed_ports": f"80,{image_server.port}",
+    }
+    proxied = ImageFetcher(Settings(**allowed, fetch_allow_loopback=False))
+    direct = ImageFetcher(Settings(**allowed, fetch_allow_loopback=True))
+    try:
+        assert await proxied.fetch("http://upload.wikimedia.org/egress/logo.png") == GOOD
+        assert await direct.fetch(image_server.url("egress/logo.png")) == GOOD
+    finally:
+        await proxied.close()
+        await direct.close()
+    assert seen == [
+        ("upload.wikimedia.org", "/egress/logo.png"),
+        (f"127.0.0.1:{image_server.port}", "/egress/logo.png"),
+    ]
+
+
 # --- Whole-request limits --------------------------------------------------------------------
 
 
