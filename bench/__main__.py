@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,10 +172,15 @@ def main() -> int:
         row["floor_ms"] = floor_ms[work]
         row["naive_ms"] = naive_ms[work]
         row["x_floor"] = row["p50_ms"] / floor_ms[work]
+        # the floor's best throughput for this work: one image at a time, or batches of 50
+        best = "50 x 1024px" if row["concurrency"] > 1 and row["kind"] == "1024px" else work
+        floor_images_per_s = (50 if best == "50 x 1024px" else 1) * 1000 / floor_ms[best]
+        row["of_floor_images_per_s"] = row["images_per_s"] / floor_images_per_s
         if row["concurrency"] == 1:
             row["x_naive"] = naive_ms[work] / row["p50_ms"]
         else:  # under load compare throughput: the naive pipeline serves one request at a time
             row["x_naive"] = row["images_per_s"] / (row["per_request"] / naive_ms[work] * 1000)
+    result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     result["targets"] = report.targets(result)
     json_path, md_path = report.write(result, args.out)
     print("\n" + report.markdown(result))
