@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import threading
 import time
@@ -86,6 +87,43 @@ async def test_sigterm_finishes_the_request_in_flight_then_exits_0(image_server,
     assert all("prediction" in p for p in result["predictions"]), result
     assert exit_code == 0, server.log()
     assert_clean(server.log())
+
+
+async def test_a_request_outlasting_the_grace_period_does_not_hold_up_the_exit(image_server, http):
+    """Past SHUTDOWN_GRACE_PERIOD_S the server gives up on what is left and still exits 0, well
+    before Kubernetes' SIGKILL (terminationGracePeriodSeconds is longer)."""
+    release, arrived = threading.Event(), threading.Event()
+
+    async def never_done(request: web.Request) -> web.Response:
+        arrived.set()
+        while not release.is_set():
+            await asyncio.sleep(0.05)
+        return web.Response(body=png(0), content_type="image/png")
+
+    url = image_server.add_route("shutdown/stuck.png", never_done)
+    server = ServerProcess(
+        shutdown_grace_period_s=2,
+        fetch_read_timeout_s=120,
+        fetch_total_timeout_s=120,
+        **loopback_fetch_settings(image_server),
+    ).start()
+    try:
+        body = {"instances": [{"filename": "stuck.png", "target": "logo", "url": url}]}
+        request = asyncio.ensure_future(http.post(server.predict_url, json=body))
+        while not arrived.is_set():
+            assert not request.done(), "the request ended before the image was fetched"
+            await asyncio.sleep(0.02)
+        started = time.monotonic()
+        server.process.terminate()
+        exit_code = await asyncio.to_thread(server.process.wait, 60)
+        took = time.monotonic() - started
+        with contextlib.suppress(aiohttp.ClientError):
+            (await request).release()
+    finally:
+        release.set()
+        server.stop()
+    assert exit_code == 0, server.log()
+    assert took < 2 + 15, f"exit took {took:.1f} s with a 2 s grace period"
 
 
 async def test_idle_sigterm_exits_0_with_a_clean_log():
