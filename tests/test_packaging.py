@@ -95,9 +95,9 @@ def test_dockerfile_copies_only_existing_paths_that_the_context_keeps():
 
 def test_production_stage_is_slim_non_root_and_serves_from_mnt_models():
     production = dockerfile_stages()["production"]
-    instructions = [instruction for instruction, _ in production]
     assert local_copy_sources(production) == [], "the runtime image must not copy sources"
-    assert "RUN" not in instructions[instructions.index("COPY") :], "nothing built at runtime"
+    runs = " ".join(arguments for instruction, arguments in production if instruction == "RUN")
+    assert not re.search(r"\b(pip|apt-get|gcc|make)\b", runs), "build tools in the runtime stage"
     user = next(arguments for instruction, arguments in production if instruction == "USER")
     assert user.split(":")[0] not in ("root", "0")
     env = " ".join(arguments for instruction, arguments in production if instruction == "ENV")
