@@ -24,8 +24,10 @@ from pathlib import Path
 import kserve
 import kserve.models
 import kubernetes.client
+import psutil
 import pytest
 import yaml
+from kubernetes.utils import parse_quantity
 
 from model_server.logo_detection.settings import Settings
 
@@ -361,3 +363,10 @@ async def test_manifest_probes_hit_routes_the_server_answers(manifest, server, h
     assert ready["initialDelaySeconds"] >= 15, "the model takes ~20 s to load"
     # a cold start with the ONNX conversion took ~90 s here: liveness must not kill it
     assert live["initialDelaySeconds"] + live["periodSeconds"] * live["failureThreshold"] >= 150
+
+
+def test_the_test_servers_memory_fits_the_manifests_limit(manifest, server):
+    """A coarse guard on the footprint the limits were sized from (README, "Resources")."""
+    limit = float(parse_quantity(container(manifest)["resources"]["limits"]["memory"]))
+    rss = psutil.Process(server.process.pid).memory_info().rss
+    assert rss < limit * 0.75, f"the server uses {rss / 2**30:.1f} GiB; revisit the limits"
