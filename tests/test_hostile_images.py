@@ -78,6 +78,14 @@ def hostile_images() -> dict[str, tuple[bytes, str]]:
             "decode_failed",
         ),
         "svg <use> bomb": (use_bomb_svg(), "too_large"),
+        "svg pattern tile of 3.6 GB": (
+            svg(
+                '<defs><pattern id="p" width="100" height="50" patternUnits="userSpaceOnUse" '
+                'patternTransform="scale(100)"><rect width="50" height="25" fill="red"/>'
+                '</pattern></defs><rect width="120" height="60" fill="url(#p)"/>'
+            ),
+            "decode_failed",  # the render worker's 2 GiB cap: the worker dies, not the server
+        ),
         "svg not xml": (b"<svg xmlns='http://www.w3.org/2000/svg'><rect", "decode_failed"),
         "svg with doctype (safe)": (
             svg('<rect width="80" height="40" fill="#c00"/>', SVG_DOCTYPE),
