@@ -15,6 +15,7 @@ import asyncio
 import gc
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,11 @@ from .load import LoadResult, predict_body, run_load
 from .memory import RssMonitor
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+STARTED = time.monotonic()
+
+
+def progress(message: str) -> None:
+    print(f"[{time.monotonic() - STARTED:6.1f} s] {message}", flush=True)
 
 
 @dataclass(frozen=True)
@@ -54,10 +60,10 @@ def workloads(quick: bool) -> list[Workload]:
         Workload("1024px", 1, 1, "url", n(40, 3)),
         Workload("thumbnail", 1, 1, "base64", n(40, 3)),
         Workload("12MP", 1, 1, "base64", n(15, 2)),
-        Workload("1024px", 1, 10, "base64", n(300, 20)),
-        Workload("1024px", 1, 20, "base64", n(400, 40)),
-        Workload("1024px", 1, 20, "url", n(300, 40)),
-        Workload("1024px", 50, 1, "base64", n(10, 2)),
+        Workload("1024px", 1, 10, "base64", n(300, 10)),
+        Workload("1024px", 1, 20, "base64", n(400, 20)),
+        Workload("1024px", 1, 20, "url", n(300, 20)),
+        Workload("1024px", 50, 1, "base64", n(10, 1)),
         Workload("1024px", 50, 1, "url", n(6, 1)),
     ]
 
@@ -97,7 +103,7 @@ def main() -> int:
         args.soak_requests if args.soak_requests is not None else (20 if quick else 1000)
     )
     result: dict = {"machine": report.machine(), "quick": quick}
-    print(f"Machine: {result['machine']}", flush=True)
+    progress(f"Machine: {result['machine']}")
 
     loaded = load_model(settings.model_path, settings.class_names)
     reference = TensorFlowBackend(loaded.keras_model)
@@ -110,7 +116,7 @@ def main() -> int:
     )
     result["backend"] = backend.name
 
-    print("Generating images ...", flush=True)
+    progress("Generating images ...")
     corpus = images.corpus()
     batch = images.variants("1024px", 50)
     singles = {
@@ -119,14 +125,14 @@ def main() -> int:
         "12MP": [corpus["12MP"], *images.variants("12MP", 1)],
     }
 
-    print("Parity, floor and naive baseline (in-process) ...", flush=True)
+    progress("Parity, floor and naive baseline (in-process) ...")
     diff, count = floor.parity(backend, reference, [*corpus.values(), *batch])
     result["parity"] = {"max_abs_diff": diff, "images": count, "reference": "tensorflow"}
     reps_single, reps_batch, reps_naive = (2, 1, 1) if quick else (15, 5, 3)
     floor_ms = {
         kind: floor.floor_s(backend, [data], reps_single) * 1000 for kind, data in corpus.items()
     }
-    floor_ms["50 x 1024px"] = floor.floor_s(backend, batch, reps_batch) * 1000
+    floor_ms["50 x 1024px"] = floor.floor_s(backend, batch, reps_batch, 0 if quick else 1) * 1000
     naive_ms = {
         kind: floor.naive_s(loaded.keras_model, [data], reps_naive, 0 if quick else 1) * 1000
         for kind, data in corpus.items()
@@ -140,7 +146,7 @@ def main() -> int:
         for b in {reference.name: reference, backend.name: backend}.values()
     }
     result.update(floor_ms=floor_ms, naive_ms=naive_ms, forward_ms=forward_ms)
-    print(f"floor ms {floor_ms}\nnaive ms {naive_ms}\nforward ms {forward_ms}", flush=True)
+    progress(f"floor ms {floor_ms}\nnaive ms {naive_ms}\nforward ms {forward_ms}")
     del reference, backend, loaded
     gc.collect()
 
@@ -160,10 +166,12 @@ def main() -> int:
         **dict(item.split("=", 1) for item in args.set),
     }
     result["server_settings"] = {key: str(value) for key, value in server_env.items()}
-    print(f"Starting the server ({result['backend']}) ...", flush=True)
+    progress(f"Starting the server ({result['backend']}) ...")
     try:
         with ServerProcess(settings.model_path, **server_env) as server:
-            asyncio.run(drive(server, workloads(quick), singles, urls, soak_requests, result))
+            asyncio.run(
+                drive(server, workloads(quick), singles, urls, soak_requests, quick, result)
+            )
     finally:
         image_server.stop()
 
@@ -194,6 +202,7 @@ async def drive(
     singles: dict[str, list[bytes]],
     urls: dict[str, list[str]],
     soak_requests: int,
+    quick: bool,
     result: dict,
 ) -> None:
     """Warm up, run every workload, then the soak; fills result['rows'] and ['memory']."""
@@ -214,16 +223,16 @@ async def drive(
         url = server.predict_url
         with RssMonitor(server.process.pid) as monitor:
             for work in plan:  # warm-up: every kind of request, at its concurrency
-                count = work.concurrency
+                count = 1 if quick else work.concurrency
                 await run_load(session, url, bodies(work), work.per_request, count, count)
             rss_warm = monitor.rss()
             for work in plan:
-                print(f"  {work.name}: {work.requests} requests ...", flush=True)
+                progress(f"  {work.name}: {work.requests} requests ...")
                 outcome = await run_load(
                     session, url, bodies(work), work.per_request, work.requests, work.concurrency
                 )
                 rows.append(row_summary(work, outcome))
-            print(f"  soak: {soak_requests} requests ...", flush=True)
+            progress(f"  soak: {soak_requests} requests ...")
             soak_bodies = bodies(Workload("1024px", 1, 10, "base64", soak_requests))
             soak = await run_load(session, url, soak_bodies, 1, soak_requests, 10)
             rss_end = monitor.rss()
@@ -242,7 +251,7 @@ async def drive(
 
 def row_summary(work: Workload, outcome: LoadResult) -> dict:
     if outcome.first_error:
-        print(f"    first error: {outcome.first_error}", flush=True)
+        progress(f"    first error: {outcome.first_error}")
     return {
         "name": work.name,
         "kind": work.kind,

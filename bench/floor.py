@@ -30,8 +30,10 @@ def decode_and_predict(backend: InferenceBackend, images: list[bytes]) -> np.nda
     return backend.predict(np.stack([image_to_model_input(data) for data in images]))
 
 
-def floor_s(backend: InferenceBackend, images: list[bytes], repeats: int) -> float:
-    return median_s(lambda: decode_and_predict(backend, images), repeats)
+def floor_s(
+    backend: InferenceBackend, images: list[bytes], repeats: int, warm_ups: int = 1
+) -> float:
+    return median_s(lambda: decode_and_predict(backend, images), repeats, warm_ups)
 
 
 def naive_s(keras_model, images: list[bytes], repeats: int, warm_ups: int = 1) -> float:
