@@ -90,8 +90,9 @@ def max_score_difference(
 def fastest(
     backends: list[InferenceBackend], batch_sizes: tuple[int, ...] = (1, 8), rounds: int = 5
 ) -> InferenceBackend:
-    """The backend with the lowest best-of-`rounds` time summed over `batch_sizes`; the runs are
-    interleaved so that noise from other processes hits every backend alike."""
+    """The backend with the lowest best-of-`rounds` time per image, summed over `batch_sizes`
+    (a lone request and a shared pass count alike); the runs are interleaved so that noise from
+    other processes hits every backend alike."""
     images = parity_batches()[1]
     batches = [images[np.arange(size) % len(images)] for size in batch_sizes]
     best = {backend.name: [float("inf")] * len(batches) for backend in backends}
@@ -111,7 +112,11 @@ def fastest(
             for name, times in best.items()
         ),
     )
-    return min(backends, key=lambda backend: sum(best[backend.name]))
+    per_image = {
+        name: sum(seconds / size for seconds, size in zip(times, batch_sizes, strict=True))
+        for name, times in best.items()
+    }
+    return min(backends, key=lambda backend: per_image[backend.name])
 
 
 def select_backend(
