@@ -87,6 +87,10 @@ def add_hostile_routes(images: ImageServer, model_server_port: int) -> dict[str,
         await response.write_eof()
         return response
 
+    async def hang_up(request: web.Request) -> web.Response:
+        request.transport.close()  # no status line at all: a reset, as far as the client sees
+        return web.Response()
+
     async def gzipped(_request: web.Request) -> web.Response:
         return web.Response(
             body=gzip.compress(GOOD),
@@ -124,6 +128,7 @@ def add_hostile_routes(images: ImageServer, model_server_port: int) -> dict[str,
         "gzip encoded": (images.add_route("hostile/gzip", gzipped), "unsupported_format"),
         "404": (images.url("hostile/missing.png"), "fetch_failed"),
         "500": (images.add_route("hostile/500", status(500)), "fetch_failed"),
+        "hang-up": (images.add_route("hostile/hang-up", hang_up), "fetch_failed"),
         "html body": (
             images.add_file(
                 "hostile/page", b"<!DOCTYPE html><html><body>hi</body></html>", "image/png"
@@ -329,6 +334,24 @@ async def test_egress_proxy_from_the_environment(image_server, monkeypatch):
         ("upload.wikimedia.org", "/egress/logo.png"),
         (f"127.0.0.1:{image_server.port}", "/egress/logo.png"),
     ]
+
+
+async def test_tls_failure_is_fetch_failed(image_server):
+    """https to a server that speaks plain HTTP: the handshake fails, reported per instance."""
+    settings = Settings(
+        fetch_allowed_schemes="https",
+        fetch_allowed_hosts="127.0.0.1",
+        fetch_allowed_ports=str(image_server.port),
+        fetch_allow_loopback=True,
+    )
+    fetcher = ImageFetcher(settings)
+    try:
+        with pytest.raises(ImageError) as failed:
+            await fetcher.fetch(f"https://127.0.0.1:{image_server.port}/hostile/good.png")
+        assert failed.value.error_type == "fetch_failed"
+        assert "SSL" in failed.value.message or "TLS" in failed.value.message, failed.value
+    finally:
+        await fetcher.close()
 
 
 # --- Whole-request limits --------------------------------------------------------------------
