@@ -213,17 +213,18 @@ class _RenderWorker:
 
     def render(self, text: str, size: dict[str, int], timeout_s: float) -> bytes:
         """PNG bytes; raises ImageError. On timeout or crash the worker is unusable (kill it)."""
-        self.connection.send((text, size))
-        if not self.connection.poll(timeout_s):
-            raise _WorkerLost(
-                ErrorType.DECODE_FAILED, f"rendering the SVG took longer than {timeout_s:g} s"
-            )
+        crashed = _WorkerLost(
+            ErrorType.DECODE_FAILED, "the SVG renderer ran out of memory or crashed on this SVG"
+        )
         try:
+            self.connection.send((text, size))
+            if not self.connection.poll(timeout_s):
+                raise _WorkerLost(
+                    ErrorType.DECODE_FAILED, f"rendering the SVG took longer than {timeout_s:g} s"
+                )
             ok, payload = self.connection.recv()
         except (EOFError, OSError):
-            raise _WorkerLost(
-                ErrorType.DECODE_FAILED, "rendering the SVG exhausted the renderer's memory"
-            ) from None
+            raise crashed from None
         if not ok:
             raise ImageError(ErrorType.DECODE_FAILED, f"SVG could not be rendered: {payload}")
         return payload
