@@ -43,7 +43,7 @@ class _Job:
 
 class MicroBatcher:
     def __init__(
-        self, backend: InferenceBackend, max_batch_size: int = 16, max_wait_s: float = 0.0
+        self, backend: InferenceBackend, max_batch_size: int = 8, max_wait_s: float = 0.0
     ) -> None:
         self.backend = backend
         self.max_batch_size = max_batch_size

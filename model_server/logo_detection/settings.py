@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     max_images_in_flight: int = Field(200, ge=1)
 
     # Batching
-    max_batch_size: int = Field(16, ge=1)
+    max_batch_size: int = Field(8, ge=1)
     batch_max_wait_ms: float = Field(0.0, ge=0)
 
     # URL fetching
