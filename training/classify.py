@@ -14,13 +14,19 @@ import numpy as np
 from model_server.logo_detection.preprocess import image_to_model_input
 from training.evaluate import load, score_model
 
+SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".svg"}
+
 
 def expand(paths: list[Path]) -> list[Path]:
-    """Files as given; directories searched recursively (hidden files skipped)."""
+    """Files as given; image files found recursively in directories (READMEs etc. skipped)."""
     out = []
     for p in paths:
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+            out += sorted(
+                f
+                for f in p.rglob("*")
+                if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in SUFFIXES
+            )
         else:
             out.append(p)
     return out
