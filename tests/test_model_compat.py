@@ -6,6 +6,7 @@ can't be reached the test skips and says why.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -28,23 +29,35 @@ LEGACY_PACKAGES = (["tensorflow-cpu==2.15.1"], ["keras==3.0.4", "keras-cv==0.8.1
 
 
 def ensure_legacy_venv() -> Path:
+    """Install the production stack once; a lock keeps concurrent test runs from racing."""
     python = LEGACY_VENV / "bin" / "python"
-    marker = LEGACY_VENV / ".complete"
-    if marker.is_file():
-        return python
-    subprocess.run([sys.executable, "-m", "venv", "--clear", LEGACY_VENV], check=True)
-    # TF 2.15 pins Keras 2: install it first, then Keras 3.0 over it, as production did.
-    for packages in LEGACY_PACKAGES:
-        result = subprocess.run(
-            [python, "-m", "pip", "install", "--quiet", *packages],
-            capture_output=True,
-            text=True,
-            timeout=1200,
-        )
-        if result.returncode != 0:
-            pytest.skip(f"cannot install the production stack {packages}: {result.stderr[-500:]}")
-    marker.touch()
+    LEGACY_VENV.parent.mkdir(parents=True, exist_ok=True)
+    with open(LEGACY_VENV.parent / "legacy-stack.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _imports_the_stack(python):
+            return python
+        subprocess.run([sys.executable, "-m", "venv", "--clear", LEGACY_VENV], check=True)
+        # TF 2.15 pins Keras 2: install it first, then Keras 3.0 over it, as production did.
+        for packages in LEGACY_PACKAGES:
+            result = subprocess.run(
+                [python, "-m", "pip", "install", "--quiet", *packages],
+                capture_output=True,
+                text=True,
+                timeout=1200,
+            )
+            if result.returncode != 0:
+                pytest.skip(
+                    f"cannot install the production stack {packages}: {result.stderr[-500:]}"
+                )
+        assert _imports_the_stack(python), "the production stack installed but does not import"
     return python
+
+
+def _imports_the_stack(python: Path) -> bool:
+    if not python.is_file():
+        return False
+    check = "import keras, keras_cv, tensorflow; assert keras.__version__.startswith('3.0.')"
+    return subprocess.run([python, "-c", check], capture_output=True, timeout=300).returncode == 0
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,14 @@ import asyncio
 import io
 import json
 import math
+import threading
 
 import pytest
+from aiohttp import web
 from PIL import Image
 
-from .conftest import SAMPLE_NAMES, instance, post_predict
+from .conftest import SAMPLE_NAMES, instance, loopback_fetch_settings, post_predict
+from .server_process import ServerProcess
 
 pytestmark = pytest.mark.asyncio
 
@@ -222,3 +225,31 @@ async def test_concurrent_requests_each_get_their_own_results(http, server):
     for i, (status, body) in enumerate(answers):
         assert status == 200
         assert [r["filename"] for r in body["predictions"]] == [f"r{i}-{j}.png" for j in range(3)]
+
+
+async def test_a_full_image_budget_answers_503_then_recovers(http, image_server, samples):
+    """MAX_IMAGES_IN_FLIGHT=1: while a slow fetch holds the only slot, others get 503."""
+    release = threading.Event()
+
+    async def held_until_released(_request: web.Request) -> web.Response:
+        await asyncio.get_running_loop().run_in_executor(None, release.wait, 30)
+        return web.Response(body=samples["Cambia_logo.png"], content_type="image/png")
+
+    url = image_server.add_route("slow/held.png", held_until_released)
+    with ServerProcess(
+        max_images_in_flight=1, max_queue_wait_s=0.3, **loopback_fetch_settings(image_server)
+    ) as server:
+        holder = asyncio.create_task(
+            post_predict(http, server, {"instances": [instance("held.png", url=url)]})
+        )
+        await asyncio.sleep(1.0)
+        body = {"instances": [instance("x.png", data=samples["Cambia_logo.png"])]}
+        async with http.post(server.predict_url, json=body) as response:
+            assert response.status == 503
+            assert response.headers["Retry-After"] == "1"
+            assert "busy" in (await response.json())["error"]
+        release.set()
+        status, answer = await holder
+        assert status == 200 and "error" not in answer["predictions"][0], answer
+        status, answer = await post_predict(http, server, body)
+        assert status == 200, answer

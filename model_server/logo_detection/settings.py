@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     max_svg_elements: int = Field(50_000, ge=1)  # counting what <use> expands to
     svg_render_timeout_s: float = Field(5.0, gt=0)  # the render worker process is killed after
     max_images_in_flight: int = Field(200, ge=1)
+    max_queue_wait_s: float = Field(30.0, ge=0)  # then 503 with Retry-After
 
     # Batching
     max_batch_size: int = Field(8, ge=1)
