@@ -43,7 +43,7 @@ def targets(result: dict) -> list[dict]:
     checks: list[dict] = []
 
     def check(name: str, value: float, limit: float, ok: bool) -> None:
-        checks.append({"target": name, "value": round(value, 3), "limit": limit, "met": ok})
+        checks.append({"target": name, "value": float(f"{value:.3g}"), "limit": limit, "met": ok})
 
     for row in result["rows"]:
         if row["concurrency"] == 1 and row["per_request"] == 1:
