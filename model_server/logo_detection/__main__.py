@@ -37,6 +37,7 @@ def main() -> int:
     from .inference import select_backend, warm_up
     from .model_file import ModelFileError, load_model
     from .predictor import LogoDetectionModel
+    from .preprocess import warm_up_decoding
 
     try:
         loaded = load_model(settings.model_path, settings.class_names)
@@ -51,6 +52,7 @@ def main() -> int:
         threads=cpu_count,
     )
     warm_up(backend)
+    warm_up_decoding()
     batcher = MicroBatcher(backend, settings.max_batch_size, settings.batch_max_wait_ms / 1000)
     model = LogoDetectionModel(settings, loaded, batcher, decode_threads=cpu_count)
     http_limits.install(app, settings.max_request_bytes)

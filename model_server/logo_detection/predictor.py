@@ -61,9 +61,7 @@ class LogoDetectionModel(Model):
         self.loaded = loaded
         self.batcher = batcher
         self.fetcher = ImageFetcher(settings)
-        self.admission = ImageAdmission(
-            settings.max_images_in_flight, settings.max_queue_wait_s
-        )
+        self.admission = ImageAdmission(settings.max_images_in_flight, settings.max_queue_wait_s)
         self.decode_limits = DecodeLimits.from_settings(settings)
         self._decode_pool = ThreadPoolExecutor(decode_threads, thread_name_prefix="decode")
         self.ready = True
