@@ -15,6 +15,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -205,3 +206,32 @@ def test_two_workers_train_with_multi_worker_strategy(tiny, tmp_path):
     assert info["training"]["strategy"] == "MultiWorkerMirroredStrategy"
     assert info["training"]["replicas"] == 2
     assert info["training"]["batch_size"] == 4
+
+
+class Killed(RuntimeError):
+    pass
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stands in for a killed job: fails after the given epoch has been backed up."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise Killed
+
+
+def test_interrupted_training_resumes_from_the_last_epoch(tiny, tmp_path):
+    from training.train import parse_stages, train
+
+    kwargs = dict(batch_size=4, steps_per_epoch=1, validation_steps=1, run_eagerly=True)
+    with pytest.raises(Killed):
+        train(tiny, tmp_path, parse_stages("1x32,1x48"), **kwargs, extra_callbacks=[Interrupt(0)])
+    assert (tmp_path / "backup").exists()
+    train(tiny, tmp_path, parse_stages("1x32,1x48"), **kwargs)
+    epochs = [line.split(",")[0] for line in (tmp_path / "history.csv").read_text().splitlines()]
+    assert epochs[1:] == ["0", "1"], "epoch 0 was redone instead of resumed"
+    assert (tmp_path / "logo_detection.keras").exists()

@@ -61,13 +61,20 @@ def dataset(
     min_scale: float = 1.0,
     seed: int = 0,
     num_classes: int = 2,
+    drop_remainder: bool = False,
 ) -> tf.data.Dataset:
-    """Batches of (float32 0..255 images, one-hot labels); shuffled and augmented when ``train``."""
+    """Batches of (float32 0..255 images, one-hot labels); shuffled and augmented when ``train``.
+
+    ``drop_remainder`` for multi-worker evaluation: a last batch too small to give every worker
+    an example leaves one with an empty shard, which BatchNormalization cannot run on.
+    """
     ds = tf.data.Dataset.range(len(labels))
     if train:
         # endless, so an epoch may be any number of steps; still a permutation per pass
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.batch(batch_size).map(_gather(images, labels, num_classes))
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(
+        _gather(images, labels, num_classes)
+    )
     if train:
         ds = tf.data.Dataset.zip((ds, tf.data.Dataset.range(1 << 62))).map(
             lambda xy, i: _augment(size, min_scale, seed)(xy[0], xy[1], i)

@@ -66,6 +66,13 @@ def choose_strategy() -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+def strategy_name(strategy: tf.distribute.Strategy) -> str:
+    """MultiWorkerMirroredStrategy's class is called CollectiveAllReduceStrategy."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"
+    return type(strategy).__name__
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
@@ -87,6 +94,23 @@ def learning_rate_schedule(base: float, total_epochs: int, warmup: int = 1):
         return float(base * 0.5 * (1 + math.cos(math.pi * progress)))
 
     return schedule
+
+
+def _work_around_keras_20585(model: keras.Model, images: np.ndarray, num_classes: int) -> None:
+    """Keras 3's fit() can't run under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+    It reduces the first distributed (x, y) batch to learn shapes, and reduces each step's scalar
+    logs along axis 0; both fail under this strategy. So: build model, loss, metrics and optimizer
+    from a local batch here (inside the strategy's scope, so variables are still mirrored), let
+    fit() find the strategy from the scope it runs in, and reduce logs the single-worker way.
+    Gradients are still all-reduced across workers by the strategy.
+    """
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    sample = (np.asarray(images[:1], np.float32), np.zeros((1, num_classes), np.float32))
+    model._symbolic_build(data_batch=sample)
+    model._distribute_strategy = None
+    tf_trainer._collective_all_reduce_multi_worker = lambda _strategy: False
 
 
 def build_model(backbone_weights: Path | None) -> keras.Model:
@@ -117,6 +141,7 @@ def train(
     deterministic: bool = False,
     precision: str = "auto",
     run_eagerly: bool = False,
+    extra_callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> dict:
     """Train, keep the best epoch by validation PR-AUC, write the model + its JSON to ``out``."""
     started = time.time()
@@ -135,11 +160,11 @@ def train(
     val_ex = data.list_examples(data_dir, "val", seed=0)
     x_train, y_train, train_ex = data.load_arrays(train_ex, cache_dir)
     x_val, y_val, val_ex = data.load_arrays(val_ex, cache_dir)
-    if not len(y_val):  # tiny data sets: validate on the training data rather than not at all
+    global_batch = batch_size * strategy.num_replicas_in_sync
+    if len(y_val) < global_batch:  # tiny data sets: validate on the training data instead
         x_val, y_val, val_ex = x_train, y_train, train_ex
     print(f"train {len(y_train)} ({data.counts(train_ex)})\nval {len(y_val)}", flush=True)
 
-    global_batch = batch_size * strategy.num_replicas_in_sync
     total_epochs = sum(s.epochs for s in stages)
     with strategy.scope():
         model = build_model(backbone_weights)
@@ -149,6 +174,8 @@ def train(
             metrics=["accuracy", LogoAUC(curve="PR", name="pr_auc"), LogoAUC(name="roc_auc")],
             run_eagerly=run_eagerly,
         )
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            _work_around_keras_20585(model, x_train, len(data.CLASS_NAMES))
     best = work / "checkpoints" / "best.weights.h5"
     best.parent.mkdir(parents=True, exist_ok=True)
     callbacks = [
@@ -159,7 +186,9 @@ def train(
         keras.callbacks.LearningRateScheduler(learning_rate_schedule(learning_rate, total_epochs)),
         keras.callbacks.CSVLogger(str(work / "history.csv"), append=True),
     ]
-    val_ds = pipeline.dataset(x_val, y_val, global_batch, INPUT_SIZE)
+    val_ds = pipeline.dataset(
+        x_val, y_val, global_batch, INPUT_SIZE, drop_remainder=strategy.num_replicas_in_sync > 1
+    )
     epoch = 0
     for stage in stages:
         print(
@@ -177,17 +206,18 @@ def train(
         )
         stop = keras.callbacks.EarlyStopping(monitor="val_pr_auc", mode="max", patience=patience)
         steps = steps_per_epoch or math.ceil(len(y_train) / global_batch)
-        model.fit(
-            train_ds,
-            validation_data=val_ds,
-            initial_epoch=epoch,
-            epochs=epoch + stage.epochs,
-            class_weight=class_weights(y_train),
-            callbacks=[*callbacks, stop],
-            steps_per_epoch=steps,
-            validation_steps=validation_steps,
-            verbose=2 if os.environ.get("TRAIN_QUIET") else 1,
-        )
+        with strategy.scope():
+            model.fit(
+                train_ds,
+                validation_data=val_ds,
+                initial_epoch=epoch,
+                epochs=epoch + stage.epochs,
+                class_weight=class_weights(y_train),
+                callbacks=[*callbacks, stop, *(extra_callbacks or [])],
+                steps_per_epoch=steps,
+                validation_steps=validation_steps,
+                verbose=2 if os.environ.get("TRAIN_QUIET") else 1,
+            )
         epoch += stage.epochs
         if stop.stopped_epoch:
             break
@@ -210,7 +240,7 @@ def train(
             "precision": precision,
             "replicas": strategy.num_replicas_in_sync,
             "wall_clock_seconds": round(time.time() - started),
-            "strategy": type(strategy).__name__,
+            "strategy": strategy_name(strategy),
         },
         metrics={"val": metadata.summary(y_val, val_scores)},
     )
