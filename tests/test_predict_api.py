@@ -253,3 +253,25 @@ async def test_a_full_image_budget_answers_503_then_recovers(http, image_server,
         assert status == 200 and "error" not in answer["predictions"][0], answer
         status, answer = await post_predict(http, server, body)
         assert status == 200, answer
+
+
+async def test_svg_with_doctype_and_absolute_units_is_scored(http, server):
+    """Common in exported SVGs (matplotlib, Illustrator): a DOCTYPE and pt/mm sizes."""
+    doctype = (
+        '<?xml version="1.0"?>\n<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" '
+        '"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">\n'
+    )
+    shapes = '<rect width="200" height="100" fill="#c00"/><circle cx="100" cy="50" r="30"/>'
+    svgs = [
+        f'{doctype}<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+        f'viewBox="0 0 200 100">{shapes}</svg>'.encode()
+        for w, h in (("200.0pt", "100.0pt"), ("20mm", "10mm"), ("200", "100"))
+    ]
+    body = {"instances": [instance(f"s{i}.svg", data=svg) for i, svg in enumerate(svgs)]}
+    status, answer = await post_predict(http, server, body)
+    assert status == 200, answer
+    for i, result in enumerate(answer["predictions"]):
+        assert_scored(result, f"s{i}.svg")
+    # only the declared size differs and SVGs render at a fixed size: near-identical pixels
+    scores = [result["prediction"] for result in answer["predictions"]]
+    assert max(scores) - min(scores) < 0.01, scores

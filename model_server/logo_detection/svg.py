@@ -191,7 +191,9 @@ def _serve_renders(connection: Connection) -> None:
         except (EOFError, OSError):
             return  # the server went away
         try:
-            connection.send((True, resvg_py.svg_to_bytes(svg_string=text, **size)))
+            # CSS's 96 dpi: resvg-py's default of 0 makes pt/mm/in sizes zero ("invalid size").
+            png = resvg_py.svg_to_bytes(svg_string=text, dpi=96, **size)
+            connection.send((True, png))
         except BaseException as error:  # pyo3 panics are BaseException; the worker lives on
             connection.send((False, f"{type(error).__name__}: {error}"))
 
