@@ -9,7 +9,7 @@ PRODUCTION_MODEL_DIR ?= models/production
 IMAGE ?= logo-detection:latest
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint bench download-model clean image
+.PHONY: help install run test lint bench prepare-data train evaluate download-model clean image
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -35,6 +35,20 @@ lint: $(INSTALLED) ## ruff lint + format check
 
 bench: $(INSTALLED) ## Benchmark the real server against the raw model and a naive baseline
 	$(PY) -m bench
+
+TRAINING_DATA ?= build/training-data
+TRAIN_OUT ?= build/training-run
+
+prepare-data: $(INSTALLED) ## Render ../shared/data into the Commons-like training set (~10 min)
+	$(PY) -m training prepare --source-dir ../shared/data --out $(TRAINING_DATA)
+
+train: $(INSTALLED) ## Train the classifier (TRAINING_DATA -> TRAIN_OUT; ~70 min on 2 CPUs; resumable)
+	$(PY) -m training train --data-dir $(TRAINING_DATA) --out $(TRAIN_OUT) \
+		--stages 3x96:0.9,4x128:0.8,1x224:0.8 --steps-per-epoch 200
+
+evaluate: $(INSTALLED) ## Evaluate the trained model on the held-out test split (plots, per source)
+	$(PY) -m training evaluate --model $(TRAIN_OUT)/logo_detection.keras \
+		--data-dir $(TRAINING_DATA) --split test --out $(TRAIN_OUT)/evaluation
 
 download-model: ## Fetch the production logo_max_all.keras (needs internet)
 	@mkdir -p $(PRODUCTION_MODEL_DIR)
