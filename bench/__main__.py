@@ -172,6 +172,9 @@ def main() -> int:
             asyncio.run(
                 drive(server, workloads(quick), singles, urls, soak_requests, quick, result)
             )
+            errors = result["memory"]["soak_errors"] + sum(r["errors"] for r in result["rows"])
+            if errors or server.process.poll() is not None:
+                progress(f"{errors} errors; the server's log ends:\n{server.log()[-4000:]}")
     finally:
         image_server.stop()
 
@@ -235,6 +238,8 @@ async def drive(
             progress(f"  soak: {soak_requests} requests ...")
             soak_bodies = bodies(Workload("1024px", 1, 10, "base64", soak_requests))
             soak = await run_load(session, url, soak_bodies, 1, soak_requests, 10)
+            if soak.first_error:
+                progress(f"    first error: {soak.first_error}")
             rss_end = monitor.rss()
             peak = monitor.peak()
     result["rows"] = rows
