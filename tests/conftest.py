@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -87,3 +88,18 @@ async def post_predict(
 
 def sample_path(name: str) -> Path:
     return SAMPLES_DIR / name
+
+
+async def slowest_health_check_while(
+    http: aiohttp.ClientSession, server: ServerProcess, in_flight: asyncio.Task
+) -> float:
+    """Poll /v2/health/live until `in_flight` is done; the slowest answer, in seconds."""
+    loop = asyncio.get_running_loop()
+    slowest = 0.0
+    while not in_flight.done():
+        started = loop.time()
+        async with http.get(f"{server.url}/v2/health/live") as response:
+            assert response.status == 200
+        slowest = max(slowest, loop.time() - started)
+        await asyncio.sleep(0.02)
+    return slowest

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from .conftest import instance, post_predict
+from .conftest import instance, post_predict, slowest_health_check_while
 from .hostile_support import (
     SLOW_FILTER_SVG,
     PeakRss,
@@ -137,13 +137,7 @@ async def test_slow_svg_is_stopped_and_the_server_stays_responsive(http, server)
     started = time.monotonic()
     slow = asyncio.create_task(post_predict(http, server, body))
     await asyncio.sleep(0.5)
-    slowest_health = 0.0
-    while not slow.done():
-        probe = time.monotonic()
-        async with http.get(f"{server.url}/v2/health/live") as response:
-            assert response.status == 200
-        slowest_health = max(slowest_health, time.monotonic() - probe)
-        await asyncio.sleep(0.05)
+    slowest_health = await slowest_health_check_while(http, server, slow)
     status, answer = await slow
     elapsed = time.monotonic() - started
     assert status == 200, answer

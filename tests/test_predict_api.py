@@ -12,7 +12,13 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from .conftest import SAMPLE_NAMES, instance, loopback_fetch_settings, post_predict
+from .conftest import (
+    SAMPLE_NAMES,
+    instance,
+    loopback_fetch_settings,
+    post_predict,
+    slowest_health_check_while,
+)
 from .server_process import ServerProcess
 
 pytestmark = pytest.mark.asyncio
@@ -201,14 +207,7 @@ async def test_health_answers_while_a_big_request_is_in_flight(http, server, sam
     }
     in_flight = asyncio.create_task(post_predict(http, server, big))
     await asyncio.sleep(0.05)
-    slowest = 0.0
-    loop = asyncio.get_running_loop()
-    while not in_flight.done():
-        started = loop.time()
-        async with http.get(f"{server.url}/v2/health/live") as response:
-            assert response.status == 200
-        slowest = max(slowest, loop.time() - started)
-        await asyncio.sleep(0.01)
+    slowest = await slowest_health_check_while(http, server, in_flight)
     status, _ = await in_flight
     assert status == 200
     assert slowest < 0.5, f"health check took {slowest:.3f} s during a 50-image request"
