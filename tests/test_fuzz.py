@@ -22,6 +22,7 @@ from PIL import Image
 
 from model_server.logo_detection.errors import ErrorType, ImageError
 from model_server.logo_detection.preprocess import DecodeLimits, image_to_model_input
+from model_server.logo_detection.svg import SvgLimits
 
 from .hostile_support import gif_bomb, jpeg, png, svg
 
@@ -52,7 +53,7 @@ SEEDS = [
     _pillow("TIFF", compression="tiff_lzw"),
     svg('<rect width="80" height="40" fill="#c00"/><use href="#a"/><circle id="a" r="5"/>'),
 ]
-LIMITS = DecodeLimits(max_pixels=4_000_000, svg_render_timeout_s=3)
+LIMITS = DecodeLimits(max_pixels=4_000_000, svg=SvgLimits(timeout_s=3))
 
 
 @st.composite

@@ -17,7 +17,7 @@ import io
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -40,28 +40,18 @@ class DecodeLimits:
     """Bounds on the work one image may cause (see the README's security table)."""
 
     max_pixels: int = 100_000_000  # width x height x frames, before decoding
-    svg_render_size: int = 512  # longest side of an SVG rendering, in pixels
-    max_svg_bytes: int = 10 * 1024 * 1024
-    max_svg_elements: int = 50_000  # after <use> expansion
-    svg_render_timeout_s: float = 5.0  # the render worker is killed after this
+    svg: SvgLimits = field(default_factory=SvgLimits)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DecodeLimits:
         return cls(
             max_pixels=settings.max_image_pixels,
-            svg_render_size=settings.svg_render_size,
-            max_svg_bytes=settings.max_svg_bytes,
-            max_svg_elements=settings.max_svg_elements,
-            svg_render_timeout_s=settings.svg_render_timeout_s,
-        )
-
-    @property
-    def svg(self) -> SvgLimits:
-        return SvgLimits(
-            self.max_svg_bytes,
-            self.max_svg_elements,
-            self.svg_render_size,
-            self.svg_render_timeout_s,
+            svg=SvgLimits(
+                max_bytes=settings.max_svg_bytes,
+                max_elements=settings.max_svg_elements,
+                render_size=settings.svg_render_size,
+                timeout_s=settings.svg_render_timeout_s,
+            ),
         )
 
 
