@@ -41,11 +41,12 @@ async def test_concurrent_requests_share_passes_and_get_their_own_results(http, 
         assert [r["filename"] for r in body["predictions"]] == [f"r{i}-0.png", f"r{i}-1.png"]
         assert all("prediction" in r for r in body["predictions"]), body
         pass_sizes.append(body["latency"]["batch_size"])
-    assert all(2 <= size <= 64 and size % 2 == 0 for size in pass_sizes), pass_sizes
+    # each image joins a pass as soon as it is decoded: passes mix requests, up to the cap of 8
+    assert all(1 <= size <= 8 for size in pass_sizes), pass_sizes
     assert max(pass_sizes) > 2, f"20 concurrent requests never shared a pass: {pass_sizes}"
     # each request's scores are its own: the same request alone scores the same (to rounding)
     status, alone = await one(7)
-    assert status == 200 and alone["latency"]["batch_size"] == 2
+    assert status == 200 and alone["latency"]["batch_size"] <= 2
     for shared, single in zip(answers[7][1]["predictions"], alone["predictions"], strict=True):
         assert shared["filename"] == single["filename"]
         assert shared["prediction"] == pytest.approx(single["prediction"], abs=1.01e-4)

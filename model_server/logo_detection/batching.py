@@ -28,11 +28,37 @@ from .inference import InferenceBackend
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, eq=False)
+class ForwardPass:
+    """One run of the model; every job it served shares this object."""
+
+    inference_ms: float
+    batch_size: int  # images in the pass, all requests together
+
+
 @dataclass
 class BatchResult:
-    scores: np.ndarray  # (n, num_classes) for this request's images
-    inference_ms: float  # time of the forward pass(es) this request rode in
-    batch_size: int  # images in that forward pass (the largest one), all requests together
+    scores: np.ndarray  # (n, num_classes) for these images
+    passes: tuple[ForwardPass, ...]  # the forward pass(es) they rode in
+
+    @property
+    def inference_ms(self) -> float:
+        return sum(forward_pass.inference_ms for forward_pass in self.passes)
+
+    @property
+    def batch_size(self) -> int:
+        """Images in the largest of those passes."""
+        return max((forward_pass.batch_size for forward_pass in self.passes), default=0)
+
+    @classmethod
+    def combine(cls, results: list[BatchResult]) -> BatchResult:
+        """Scores in order; each pass counted once even if several of the results rode in it."""
+        scores = [result.scores for result in results]
+        passes = {id(p): p for result in results for p in result.passes}
+        return cls(
+            np.concatenate(scores) if scores else np.zeros((0, 2), np.float32),
+            tuple(passes.values()),
+        )
 
 
 @dataclass
@@ -56,7 +82,7 @@ class MicroBatcher:
     async def predict(self, images: np.ndarray) -> BatchResult:
         """Scores for one request's images, computed in shared forward passes."""
         if len(images) == 0:
-            return BatchResult(np.zeros((0, 2), np.float32), 0.0, 0)
+            return BatchResult.combine([])
         self._ensure_worker()
         loop = asyncio.get_running_loop()
         chunks = np.array_split(images, -(-len(images) // self.max_batch_size))
@@ -68,13 +94,7 @@ class MicroBatcher:
         finally:
             for job in jobs:  # the client went away or a chunk failed: drop the rest unrun
                 job.future.cancel()
-        if len(results) == 1:
-            return results[0]
-        return BatchResult(
-            np.concatenate([result.scores for result in results]),
-            sum(result.inference_ms for result in results),
-            max(result.batch_size for result in results),
-        )
+        return results[0] if len(results) == 1 else BatchResult.combine(results)
 
     async def close(self) -> None:
         if self._worker is not None:
@@ -133,11 +153,10 @@ class MicroBatcher:
 
     @staticmethod
     def _deliver(jobs: list[_Job], scores: np.ndarray, inference_ms: float) -> None:
+        forward_pass = ForwardPass(inference_ms, len(scores))
         offset = 0
         for job in jobs:
             count = len(job.images)
             if not job.future.done():  # the client may have gone away
-                job.future.set_result(
-                    BatchResult(scores[offset : offset + count], inference_ms, len(scores))
-                )
+                job.future.set_result(BatchResult(scores[offset : offset + count], (forward_pass,)))
             offset += count

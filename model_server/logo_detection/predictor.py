@@ -19,7 +19,7 @@ import numpy as np
 from kserve import Model
 
 from .admission import ImageAdmission
-from .batching import MicroBatcher
+from .batching import BatchResult, MicroBatcher
 from .contract import Instance, PredictRequest, error_result, parse_request, scored_result
 from .errors import ErrorType, ImageError
 from .fetch import ImageFetcher
@@ -34,7 +34,7 @@ TARGET_CLASS = "logo"
 
 @dataclass
 class _InstanceOutcome:
-    model_input: np.ndarray | None = None
+    scored: BatchResult | None = None
     error: ImageError | None = None
     fetch_ms: float = 0.0
     decode_ms: float = 0.0
@@ -63,62 +63,75 @@ class LogoDetectionModel(Model):
         self.fetcher = ImageFetcher(settings)
         self.admission = ImageAdmission(settings.max_images_in_flight, settings.max_queue_wait_s)
         self.decode_limits = DecodeLimits.from_settings(settings)
+        self._decode_threads = decode_threads
         self._decode_pool = ThreadPoolExecutor(decode_threads, thread_name_prefix="decode")
         self.ready = True
 
     async def predict(self, payload, headers: dict[str, str] | None = None) -> dict:
         timer = _Timer()
         request = parse_request(payload, self.settings.max_instances, (TARGET_CLASS,))
+        # A request keeps at most one decode per thread in the (first-come) pool, so the images
+        # of a request that arrives during a 50-image one are decoded next, not after all 50.
+        decode_turns = asyncio.Semaphore(self._decode_threads)
         async with self.admission.admit(len(request.instances)):
             outcomes = await asyncio.gather(
-                *(self._prepare(instance) for instance in request.instances)
+                *(self._score(instance, decode_turns) for instance in request.instances)
             )
-            decoded = [outcome.model_input for outcome in outcomes if outcome.error is None]
-            batch = await self.batcher.predict(np.stack(decoded) if decoded else np.zeros(0))
-        return self._response(request, outcomes, batch, timer)
+        return self._response(request, outcomes, timer)
 
-    async def _prepare(self, instance: Instance) -> _InstanceOutcome:
+    async def _score(self, instance: Instance, decode_turns: asyncio.Semaphore) -> _InstanceOutcome:
+        """Fetch, decode, then queue for a forward pass as soon as this image is ready: a
+        request's first images are in the model while its other images still decode."""
         outcome = _InstanceOutcome()
         try:
-            data = instance.image_bytes
-            if data is None:
-                fetch_timer = _Timer()
-                data = await self.fetcher.fetch(instance.url)
-                outcome.fetch_ms = fetch_timer.elapsed_ms()
-            elif len(data) > self.settings.max_image_bytes:
-                raise ImageError(
-                    ErrorType.TOO_LARGE,
-                    f"the image is larger than {self.settings.max_image_bytes} bytes",
+            data = await self._image_bytes(instance, outcome)
+            async with decode_turns:
+                decode_timer = _Timer()
+                model_input = await asyncio.get_running_loop().run_in_executor(
+                    self._decode_pool, partial(image_to_model_input, data, self.decode_limits)
                 )
-            decode_timer = _Timer()
-            outcome.model_input = await asyncio.get_running_loop().run_in_executor(
-                self._decode_pool, partial(image_to_model_input, data, self.decode_limits)
-            )
-            outcome.decode_ms = decode_timer.elapsed_ms()
+                outcome.decode_ms = decode_timer.elapsed_ms()
+            outcome.scored = await self.batcher.predict(model_input[np.newaxis])
         except ImageError as error:
             outcome.error = error
         except Exception:  # a bug must not take down the other instances
-            logger.exception("Unexpected failure preparing %r", instance.filename)
+            logger.exception("Unexpected failure scoring %r", instance.filename)
             outcome.error = ImageError(ErrorType.INTERNAL, "internal error; see server logs")
         return outcome
 
-    def _response(self, request: PredictRequest, outcomes, batch, timer: _Timer) -> dict:
+    async def _image_bytes(self, instance: Instance, outcome: _InstanceOutcome) -> bytes:
+        if instance.image_bytes is None:
+            fetch_timer = _Timer()
+            data = await self.fetcher.fetch(instance.url)
+            outcome.fetch_ms = fetch_timer.elapsed_ms()
+            return data
+        if len(instance.image_bytes) > self.settings.max_image_bytes:
+            raise ImageError(
+                ErrorType.TOO_LARGE,
+                f"the image is larger than {self.settings.max_image_bytes} bytes",
+            )
+        return instance.image_bytes
+
+    def _response(
+        self, request: PredictRequest, outcomes: list[_InstanceOutcome], timer: _Timer
+    ) -> dict:
         class_names = self.loaded.class_names
-        score_rows = iter(batch.scores)
         results = []
         for instance, outcome in zip(request.instances, outcomes, strict=True):
             if outcome.error is not None:
                 results.append(error_result(instance, outcome.error))
                 continue
-            scores = dict(zip(class_names, next(score_rows), strict=True))
+            scores = dict(zip(class_names, outcome.scored.scores[0], strict=True))
             results.append(scored_result(instance, scores, TARGET_CLASS))
         response: dict = {"predictions": results}
         if request.debug:
+            scored = BatchResult.combine([o.scored for o in outcomes if o.scored is not None])
             response["latency"] = {
                 "fetch_ms": round(max((o.fetch_ms for o in outcomes), default=0.0), 2),
                 "decode_ms": round(max((o.decode_ms for o in outcomes), default=0.0), 2),
-                "inference_ms": round(batch.inference_ms, 2),
-                "batch_size": batch.batch_size,
+                "inference_ms": round(scored.inference_ms, 2),
+                "batch_size": scored.batch_size,
+                "passes": len(scored.passes),
                 "total_ms": round(timer.elapsed_ms(), 2),
             }
         return response
