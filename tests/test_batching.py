@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from model_server.logo_detection.batching import MicroBatcher
 from model_server.logo_detection.inference import TensorFlowBackend, parity_batches
 
 from .conftest import instance, post_predict
+from .image_corpus import encode, photo_like
 from .reference_model import reference_model
 from .test_predict_api import png_bytes
 
@@ -93,3 +97,27 @@ async def test_waiting_for_stragglers_joins_them_to_the_pass(backend):
         assert (await early).batch_size == late.batch_size == 3
     finally:
         await batcher.close()
+
+
+async def test_a_request_arriving_during_a_big_one_does_not_wait_for_all_of_it(http, server):
+    """The Upload Wizard's bursts: a 1-image request sent while a 50-image request is being
+    decoded gets its decode and forward pass next, instead of queueing behind all 50."""
+    photo = encode(Image.fromarray(photo_like(1024, 768, seed=3)), "JPEG", quality=90)
+    big = json.dumps({"instances": [instance(f"big-{i}.jpg", data=photo) for i in range(50)]})
+    small = json.dumps({"instances": [instance("small.jpg", data=photo)]})
+
+    async def timed(body: str) -> tuple[float, float, dict]:
+        started = time.perf_counter()
+        status, answer = await post_predict(http, server, body)
+        assert status == 200, answer
+        return started, time.perf_counter(), answer
+
+    big_call = asyncio.ensure_future(timed(big))
+    await asyncio.sleep(0.3)  # the big request is being decoded by now
+    small_start, small_end, small_answer = await timed(small)
+    big_start, big_end, big_answer = await big_call
+    assert len(big_answer["predictions"]) == 50 and "prediction" in small_answer["predictions"][0]
+    small_s, big_s = small_end - small_start, big_end - big_start
+    assert small_end < big_end
+    # measured 0.10 of the big request's time; 0.73 when it waited for the big one's decodes
+    assert small_s < 0.5 * big_s, f"small {small_s:.2f} s vs big {big_s:.2f} s"
