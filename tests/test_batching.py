@@ -121,3 +121,20 @@ async def test_a_request_arriving_during_a_big_one_does_not_wait_for_all_of_it(h
     assert small_end < big_end
     # measured 0.10 of the big request's time; 0.73 when it waited for the big one's decodes
     assert small_s < 0.5 * big_s, f"small {small_s:.2f} s vs big {big_s:.2f} s"
+
+
+async def test_decoded_images_go_to_the_model_while_the_rest_of_the_request_decodes(http, server):
+    """A small image's forward pass does not wait for a 12 MP photo in the same request."""
+    photo = encode(Image.fromarray(photo_like(4000, 3000, seed=4)), "JPEG", quality=90)
+    body = {
+        "instances": [
+            instance("photo.jpg", data=photo),
+            instance("icon.png", data=png_bytes((9, 9, 9))),
+        ],
+        "debug": True,
+    }
+    status, answer = await post_predict(http, server, body)
+    assert status == 200, answer
+    assert [r["filename"] for r in answer["predictions"]] == ["photo.jpg", "icon.png"]
+    assert all("prediction" in r for r in answer["predictions"]), answer
+    assert answer["latency"]["passes"] == 2 and answer["latency"]["batch_size"] == 1, answer
