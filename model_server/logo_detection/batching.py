@@ -1,15 +1,17 @@
 """Cross-request micro-batching: concurrent requests share forward passes.
 
-One worker task owns the model. It takes every request waiting in the queue (whole requests)
-up to `max_batch_size` images, runs one forward pass in a single dedicated thread, and routes
-each request's slice of the scores back. When the model is idle a lone request runs at once;
-while a pass is running, newcomers queue and share the next one, so batching costs nothing at
-low load and raises throughput under load. `max_wait_s` > 0 makes the worker linger for
-stragglers before a pass that is not yet full.
+One worker task owns the model. It takes the jobs waiting in the queue, in arrival order, up to
+`max_batch_size` images, runs one forward pass in a single dedicated thread, and routes each
+job's slice of the scores back. The predictor queues each image as soon as it is decoded, so a
+request's first images are in the model while its others still decode, and images of different
+requests share passes. When the model is idle a lone image runs at once; while a pass runs,
+newcomers queue and share the next one, so batching costs nothing at low load and raises
+throughput under load. `max_wait_s` > 0 makes the worker linger for stragglers before a pass
+that is not yet full.
 
-A request with more images than `max_batch_size` is cut into even consecutive chunks: a pass never
-exceeds the cap, which bounds the activation memory (on CPU, per-image cost is flat beyond a
-few images, so bigger passes would buy nothing).
+A job with more images than `max_batch_size` is cut into even consecutive chunks: a pass never
+exceeds the cap, which bounds the activation memory (on CPU, per-image cost is nearly flat
+beyond a few images, so bigger passes would buy little).
 """
 
 from __future__ import annotations
