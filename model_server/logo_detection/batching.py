@@ -82,7 +82,8 @@ class MicroBatcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
 
     async def predict(self, images: np.ndarray) -> BatchResult:
-        """Scores for one request's images, computed in shared forward passes."""
+        """Scores for these images (the predictor sends one at a time), computed in forward
+        passes shared with whatever else is queued."""
         if len(images) == 0:
             return BatchResult.combine([])
         self._ensure_worker()

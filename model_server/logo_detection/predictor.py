@@ -1,9 +1,10 @@
-"""The KServe model: request -> fetch/decode each image -> one shared forward pass -> results.
+"""The KServe model: request -> per image: fetch, decode, shared forward pass -> results.
 
-Each instance runs its own small pipeline (fetch if a URL, then decode in the decode thread
-pool), all concurrently; the decoded images of the request then go through one forward pass
-via the micro-batcher. A failing instance becomes an error result in its slot; it never fails
-the request. The event loop only coordinates: decoding and inference run on threads.
+Each instance runs its own small pipeline, all concurrently: fetch if a URL, decode in the
+decode thread pool, then join the micro-batcher's next forward pass, so a request's first images
+are scored while its others still decode. A failing instance becomes an error result in its
+slot; it never fails the request. The event loop only coordinates: decoding and inference run on
+threads.
 """
 
 from __future__ import annotations
