@@ -56,10 +56,9 @@ class BatchResult:
     def combine(cls, results: list[BatchResult]) -> BatchResult:
         """Scores in order; each pass counted once even if several of the results rode in it."""
         scores = [result.scores for result in results]
-        passes = {id(p): p for result in results for p in result.passes}
+        passes = dict.fromkeys(p for result in results for p in result.passes)  # by identity
         return cls(
-            np.concatenate(scores) if scores else np.zeros((0, 2), np.float32),
-            tuple(passes.values()),
+            np.concatenate(scores) if scores else np.zeros((0, 2), np.float32), tuple(passes)
         )
 
 
