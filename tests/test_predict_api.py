@@ -211,7 +211,8 @@ async def test_health_answers_while_a_big_request_is_in_flight(http, server, sam
     slowest = await slowest_health_check_while(http, server, in_flight)
     status, _ = await in_flight
     assert status == 200
-    assert slowest < 0.5, f"health check took {slowest:.3f} s during a 50-image request"
+    # measured 27-41 ms at worst for 50 base64 1024px JPEGs (KServe parses the body on the loop)
+    assert slowest < 0.25, f"health check took {slowest:.3f} s during a 50-image request"
 
 
 async def test_concurrent_requests_each_get_their_own_results(http, server):
