@@ -1,26 +1,51 @@
-# The production image, for builds outside Wikimedia (Wikimedia CI builds blubber.yaml's
-# `production` variant, which makes the same image from Wikimedia's base images).
-#   docker build -t logo-detection .        (or: make image)
-#   docker run -p 8080:8080 -v /path/to/model_dir:/mnt/models:ro logo-detection
-# The model is not in the image: KServe's storage initializer puts it in /mnt/models.
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# The production image: ONNX Runtime serving an exported model, no TensorFlow (README, "Container").
+#   make image                              (deploy/container.sh build: base images, then this)
+#   docker run -p 8080:8080 logo-detection  serves the default model, exported while building
+#   docker run -p 8080:8080 -v DIR:/mnt/models:ro logo-detection   serves DIR's exported model
+# Wikimedia CI builds blubber.yaml's variants instead, which make the same image.
+#
+# BASE_IMAGE: any Debian bookworm (Python 3.11) image with python3, python3-venv and
+# ca-certificates, e.g. the one `deploy/container.sh base` bootstraps from Debian's registry, or
+# python:3.11-slim-bookworm. BUILD_BASE_IMAGE: the same plus whatever the build stages need to
+# reach PyPI (a proxy's CA, pip settings); it is never a layer of the published image.
+ARG BASE_IMAGE=logo-detection-base:bookworm
+ARG BUILD_BASE_IMAGE=${BASE_IMAGE}
 
-# Stage 1: a virtualenv with the pinned runtime stack and the package itself.
-FROM ${PYTHON_IMAGE} AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# The serving stack alone (requirements-serving.txt) in a virtualenv.
+FROM ${BUILD_BASE_IMAGE} AS serving-stack
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH
 RUN python3 -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
-WORKDIR /src
-COPY requirements.txt ./
-RUN pip install -r requirements.txt
-COPY pyproject.toml README.md ./
-COPY model_server ./model_server
-RUN pip install --no-deps . && python3 -c "import model_server.logo_detection.settings"
+COPY requirements-serving.txt /src/
+RUN pip install --no-compile -r /src/requirements-serving.txt
 
-# Stage 2: the runtime: the virtualenv only, no compilers, no sources, no tests.
-FROM ${PYTHON_IMAGE} AS production
+# Export: the full stack (TensorFlow ...) converts the default .keras model to .onnx + .json
+# once, here, with its parity check against TensorFlow. Nothing of this stage but those two
+# files reaches the published image.
+FROM serving-stack AS export
+COPY requirements.txt /src/
+RUN pip install --no-compile -r /src/requirements.txt
+COPY model_server /src/model_server
+COPY models/logo_detection.keras /src/models/
+WORKDIR /src
+RUN python3 -m model_server.logo_detection.tf.export models/logo_detection.keras \
+        --out-dir /opt/model
+
+# The server package, without its TensorFlow-only subpackage, installed into the serving stack.
+FROM serving-stack AS serving-build
+COPY pyproject.toml README.md /src/
+COPY model_server /src/model_server
+RUN rm -rf /src/model_server/logo_detection/tf \
+    && pip install --no-deps --no-compile /src \
+    && python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib \
+    && python3 -c "import model_server.logo_detection.settings"
+
+# The published image: the clean base, the virtualenv, the exported default model.
+FROM ${BASE_IMAGE} AS production
 RUN useradd --uid 900 --user-group --create-home --shell /usr/sbin/nologin runuser
-COPY --from=build /opt/venv /opt/venv
+COPY --from=serving-build /opt/venv /opt/venv
+# KServe's storage initializer (or `docker run -v DIR:/mnt/models`) mounts a model over this
+# directory, which hides the default; without a mount, the default is what is served.
+COPY --from=export /opt/model /mnt/models
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
