@@ -9,7 +9,7 @@ PRODUCTION_MODEL_DIR ?= models/production
 IMAGE ?= logo-detection:latest
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint bench prepare-data train evaluate download-model clean image
+.PHONY: help install run test lint bench prepare-data train evaluate download-model clean image test-image
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -65,7 +65,8 @@ clean: ## Remove the venv, caches and build output
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-image: ## Build the production container image (needs a Docker engine)
-	@docker info >/dev/null 2>&1 || { echo "error: make image needs a running Docker engine (none here);" \
-		"tests/test_packaging.py checks the container files without one." >&2; exit 1; }
-	docker build -t $(IMAGE) .
+image: ## Build the production image (IMAGE=...; starts Docker and bootstraps its base if needed)
+	IMAGE=$(IMAGE) deploy/container.sh build
+
+test-image: $(INSTALLED) ## Build the production image and test it in a container (needs Docker)
+	$(PY) -m pytest tests/test_container.py

@@ -75,6 +75,9 @@ stop_engine() {
     local pid
     pid="$(cat "$DOCKERD_PIDFILE")"
     rm -f "$DOCKERD_PIDFILE"
+    # Only the dockerd this script started (a stale file may name a reused PID).
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ] || return 0
+    log "stopping the dockerd started for this run"
     kill -TERM "$pid" 2>/dev/null || return 0
     for _ in $(seq 30); do
         kill -0 "$pid" 2>/dev/null || return 0

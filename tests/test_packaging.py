@@ -85,7 +85,7 @@ def dockerignored(path: str) -> bool:
 
 def test_dockerfile_copies_only_existing_paths_that_the_context_keeps():
     stages = dockerfile_stages()
-    assert list(stages) == ["build", "production"]
+    assert list(stages) == ["serving-stack", "export", "serving-build", "production"]
     sources = [source for stage in stages.values() for source in local_copy_sources(stage)]
     assert sources, "the Dockerfile copies nothing from the repo"
     for source in sources:
@@ -96,8 +96,15 @@ def test_dockerfile_copies_only_existing_paths_that_the_context_keeps():
 
 
 def test_production_stage_is_slim_non_root_and_serves_from_mnt_models():
-    production = dockerfile_stages()["production"]
+    stages = dockerfile_stages()
+    production = stages["production"]
     assert local_copy_sources(production) == [], "the runtime image must not copy sources"
+    copies = [args.split() for instruction, args in production if instruction == "COPY"]
+    assert sorted(words[0] for words in copies) == ["--from=export", "--from=serving-build"]
+    assert ["--from=export", "/opt/model", "/mnt/models"] in copies, "no default model"
+    installs = [args for instruction, args in stages["serving-stack"] if instruction == "RUN"]
+    assert any("-r /src/requirements-serving.txt" in args for args in installs)
+    assert not any("requirements.txt" in args for args in installs)
     runs = " ".join(arguments for instruction, arguments in production if instruction == "RUN")
     assert not re.search(r"\b(pip|apt-get|gcc|make)\b", runs), "build tools in the runtime stage"
     user = next(arguments for instruction, arguments in production if instruction == "USER")
@@ -122,13 +129,19 @@ def blubber() -> dict:
 def test_blubber_has_the_three_variants_and_pins_python(blubber):
     assert blubber["version"] == "v4"
     assert blubber["base"].startswith("docker-registry.wikimedia.org/")
-    assert set(blubber["variants"]) == {"build", "test", "production"}
+    assert set(blubber["variants"]) == {"build", "export", "test", "production"}
     build = blubber["variants"]["build"]["python"]
     assert build["version"] == "python3.11"
-    assert build["requirements"] == ["requirements.txt"]
-    test = blubber["variants"]["test"]
-    assert test["includes"] == ["build"]
-    assert "requirements-dev.txt" in test["python"]["requirements"]
+    assert build["requirements"] == ["requirements-serving.txt"]
+    export = blubber["variants"]["export"]
+    assert "requirements.txt" in export["python"]["requirements"]
+    assert export["builder"]["command"][:3] == [
+        "python3",
+        "-m",
+        "model_server.logo_detection.tf.export",
+    ]
+    test = blubber["variants"]["test"]["python"]
+    assert {"requirements.txt", "requirements-dev.txt"} <= set(test["requirements"])
 
 
 def test_blubber_production_runs_the_entrypoint_as_non_root_with_runtime_files_only(blubber):
@@ -137,17 +150,22 @@ def test_blubber_production_runs_the_entrypoint_as_non_root_with_runtime_files_o
     assert not production.get("runs", {}).get("insecurely", False)
     assert not blubber.get("runs", {}).get("insecurely", False)
     assert blubber["runs"]["environment"]["MODEL_PATH"] == "/mnt/models"
-    local = [copy["source"] for copy in production["copies"] if copy["from"] == "local"]
-    assert local == ["model_server"]
-    from_variants = [copy for copy in production["copies"] if copy["from"] != "local"]
-    assert {copy["from"] for copy in from_variants} == {"build"}
-    site_packages = from_variants[0]["source"]
+    local = [copy for copy in production["copies"] if copy["from"] == "local"]
+    assert [copy["source"] for copy in local] == ["model_server"]
+    assert "logo_detection/tf" in local[0]["exclude"], "the TensorFlow-only code is copied"
+    from_variants = {copy["from"]: copy for copy in production["copies"] if copy["from"] != "local"}
+    assert set(from_variants) == {"build", "export"}
+    site_packages = from_variants["build"]["source"]
     assert site_packages in blubber["runs"]["environment"]["PYTHONPATH"].split(":")
+    assert from_variants["export"]["destination"] == "/mnt/models"
+    export_out = blubber["variants"]["export"]["builder"]["command"][-1]
+    assert from_variants["export"]["source"] == f"{blubber['lives']['in']}/{export_out}"
 
 
 def test_every_path_blubber_copies_exists(blubber):
     for name, variant in blubber["variants"].items():
         paths = list(variant.get("python", {}).get("requirements", []))
+        paths += variant.get("builder", {}).get("requirements", [])
         for copy in variant.get("copies", []):
             if copy == "local":
                 continue
@@ -173,7 +191,7 @@ def installed_venv(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("clean-install")
     source = root / "src"
     source.mkdir()
-    for path in local_copy_sources(dockerfile_stages()["build"]):
+    for path in local_copy_sources(dockerfile_stages()["serving-build"]):
         if (REPO_ROOT / path).is_dir():
             shutil.copytree(
                 REPO_ROOT / path, source / path, ignore=shutil.ignore_patterns("__pycache__")
