@@ -9,7 +9,7 @@ PRODUCTION_MODEL_DIR ?= models/production
 IMAGE ?= logo-detection:latest
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint bench prepare-data train evaluate download-model clean image test-image
+.PHONY: help install run test lint bench export prepare-data train evaluate download-model clean image test-image
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -35,6 +35,12 @@ lint: $(INSTALLED) ## ruff lint + format check
 
 bench: $(INSTALLED) ## Benchmark the real server against the raw model and a naive baseline
 	$(PY) -m bench
+
+MODEL ?= models/logo_detection.keras
+EXPORT_DIR ?= build/export
+
+export: $(INSTALLED) ## Export MODEL (.keras) to ONNX + JSON in EXPORT_DIR, checked against TensorFlow
+	$(PY) -m model_server.logo_detection.tf.export $(MODEL) --out-dir $(EXPORT_DIR)
 
 TRAINING_DATA ?= build/training-data
 TRAIN_OUT ?= build/training-run

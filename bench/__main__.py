@@ -21,7 +21,6 @@ from pathlib import Path
 
 import aiohttp
 
-from model_server.logo_detection.__main__ import configure_threads
 from model_server.logo_detection.cpu_quota import effective_cpu_count
 from model_server.logo_detection.settings import Settings
 from tests.image_server import ImageServer
@@ -92,9 +91,14 @@ def main() -> int:
     logging.getLogger("model_server").setLevel(logging.INFO)
     settings = Settings()
     cpu_count = effective_cpu_count(settings.cpu_threads)
+    from model_server.logo_detection.tf.keras_model import (
+        TensorFlowBackend,
+        configure_threads,
+        load_model,
+        select_backend,
+    )
+
     configure_threads(cpu_count)
-    from model_server.logo_detection.inference import TensorFlowBackend, select_backend
-    from model_server.logo_detection.model_file import load_model
 
     from . import floor
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import aiohttp
 import pytest
 
 from .image_server import ImageServer
-from .server_process import REPO_ROOT, ServerProcess
+from .server_process import DEFAULT_MODEL, REPO_ROOT, ServerProcess
 
 SAMPLES_DIR = REPO_ROOT.parent / "shared" / "samples"
 SAMPLE_NAMES = (
@@ -53,6 +55,22 @@ def server(image_server: ImageServer) -> Iterator[ServerProcess]:
         fetch_total_timeout_s=5, fetch_read_timeout_s=2, **loopback_fetch_settings(image_server)
     ) as process:
         yield process
+
+
+@pytest.fixture(scope="session")
+def exported_default_model(tmp_path_factory) -> Path:
+    """The default model exported by the real export tool: a directory with .onnx + .json."""
+    out_dir = tmp_path_factory.mktemp("exported")
+    command = [sys.executable, "-m", "model_server.logo_detection.tf.export", str(DEFAULT_MODEL)]
+    result = subprocess.run(
+        [*command, "--out-dir", str(out_dir)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    return out_dir
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from model_server.logo_detection.model_file import LoadedModel, load_model
+from model_server.logo_detection.tf.keras_model import LoadedModel, load_model
 
 from .server_process import DEFAULT_MODEL
 

@@ -11,17 +11,13 @@ from onnx import numpy_helper
 
 from model_server.logo_detection.inference import (
     PARITY_TOLERANCE,
-    TensorFlowBackend,
     max_score_difference,
     parity_batches,
-    select_backend,
 )
-from model_server.logo_detection.onnx_backend import (
-    OnnxRuntimeBackend,
-    cache_path,
-    cached_onnx_file,
-)
+from model_server.logo_detection.onnx_backend import OnnxRuntimeBackend
 from model_server.logo_detection.preprocess import image_to_model_input
+from model_server.logo_detection.tf.keras_model import TensorFlowBackend, select_backend
+from model_server.logo_detection.tf.onnx_conversion import cache_path, cached_onnx_file
 
 from .conftest import instance, post_predict
 from .reference_model import reference_model

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from model_server.logo_detection.batching import MicroBatcher
-from model_server.logo_detection.inference import TensorFlowBackend, parity_batches
+from model_server.logo_detection.inference import parity_batches
+from model_server.logo_detection.tf.keras_model import TensorFlowBackend
 
 from .conftest import instance, post_predict
 from .image_corpus import encode, photo_like

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from model_server.logo_detection.architecture import build_classifier
-from model_server.logo_detection.model_file import ModelFileError, load_model, resolve_model_file
+from model_server.logo_detection.model_file import ModelFileError, resolve_model_file
+from model_server.logo_detection.tf.architecture import build_classifier
+from model_server.logo_detection.tf.keras_model import load_model
 
 from .server_process import DEFAULT_MODEL, run_to_exit
 
@@ -25,7 +26,7 @@ def test_a_directory_with_one_model_file_is_accepted(tmp_path):
     ("setup", "message"),
     [
         (lambda root: root / "absent.keras", "does not exist"),
-        (lambda root: root, "no .keras file"),
+        (lambda root: root, "no .onnx or .keras file"),
         (lambda root: _two_models(root), "several .keras files"),
         (lambda root: _write(root / "corrupt.keras", b"not a zip file"), "cannot load model"),
     ],

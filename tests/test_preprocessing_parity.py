@@ -8,9 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from model_server.logo_detection.inference import TensorFlowBackend
-from model_server.logo_detection.model_file import load_model
 from model_server.logo_detection.preprocess import image_to_model_input
+from model_server.logo_detection.tf.keras_model import TensorFlowBackend, load_model
 
 from .image_corpus import pillow_only_corpus, reference_corpus
 from .server_process import DEFAULT_MODEL

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model_server.logo_detection.architecture import DEFAULT_CLASS_NAMES, INPUT_SIZE
 from model_server.logo_detection.preprocess import image_to_model_input
+from model_server.logo_detection.tf.architecture import DEFAULT_CLASS_NAMES, INPUT_SIZE
 
 CLASS_NAMES = list(DEFAULT_CLASS_NAMES)  # index 1 = logo, as the production model
 SPLITS = ("train", "val", "test")

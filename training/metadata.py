@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from sklearn import metrics as skm
 
-from model_server.logo_detection.architecture import INPUT_SIZE
+from model_server.logo_detection.tf.architecture import INPUT_SIZE
 from training import data
 
 LIBRARIES = ("tensorflow", "tensorflow-cpu", "keras", "keras-cv", "numpy", "pillow", "resvg-py")

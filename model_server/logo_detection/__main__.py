@@ -12,45 +12,32 @@ from .settings import Settings
 logger = logging.getLogger("logo_detection")
 
 
-def configure_threads(cpu_count: int) -> None:
-    """Size TensorFlow's and OpenMP's pools to the CPU quota before TensorFlow starts."""
-    os.environ.setdefault("OMP_NUM_THREADS", str(cpu_count))
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(cpu_count)
-    tf.config.threading.set_inter_op_parallelism_threads(min(2, cpu_count))
-
-
 def main() -> int:
     settings = Settings()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     cpu_count = effective_cpu_count(settings.cpu_threads)
-    configure_threads(cpu_count)
+    os.environ.setdefault("OMP_NUM_THREADS", str(cpu_count))  # before any runtime starts
 
     import kserve
     from kserve.model_server import app
 
     from . import http_limits
     from .batching import MicroBatcher
-    from .inference import select_backend, warm_up
-    from .model_file import ModelFileError, load_model
+    from .inference import load_backend, warm_up
+    from .model_file import ModelFileError, describe_model
     from .predictor import LogoDetectionModel
     from .preprocess import warm_up_decoding
 
     try:
-        loaded = load_model(settings.model_path, settings.class_names)
+        loaded = describe_model(settings.model_path, settings.class_names)
+        backend = load_backend(
+            loaded, settings.inference_backend, settings.onnx_cache_dir, threads=cpu_count
+        )
     except ModelFileError as error:
         logger.error("Cannot start: %s", error)
         return 2
-    backend = select_backend(
-        settings.inference_backend,
-        loaded.keras_model,
-        loaded.path,
-        settings.onnx_cache_dir,
-        threads=cpu_count,
-    )
     warm_up(backend, settings.max_batch_size)
     warm_up_decoding()
     batcher = MicroBatcher(backend, settings.max_batch_size, settings.batch_max_wait_ms / 1000)

@@ -1,26 +1,24 @@
-"""Inference backends: one small interface, so a faster runtime can stand in for TensorFlow.
+"""Inference backends: one small interface for a forward pass, and loading the right one.
 
-TensorFlow (the Keras model as one graph) is the reference and always available. A faster
-backend serves only after it has matched the reference within `PARITY_TOLERANCE` on fixed
-inputs at load; otherwise the server logs why and serves with TensorFlow.
+An exported `.onnx` model runs on ONNX Runtime alone: no TensorFlow is imported (the export
+checked it against TensorFlow when it was written). A `.keras` file needs the full install:
+TensorFlow is the reference there, and its ONNX conversion serves only after matching it within
+`PARITY_TOLERANCE` on fixed inputs (`tf/keras_model.py`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
-import tensorflow as tf
 
-from .architecture import INPUT_SIZE
+from .model_file import INPUT_SIZE, ModelFile, ModelFileError
 
 logger = logging.getLogger(__name__)
 
-INPUT_SPEC = tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 3], tf.float32)
 PARITY_TOLERANCE = 1e-5
 BackendChoice = Literal["auto", "tensorflow", "onnx"]
 
@@ -33,20 +31,6 @@ class InferenceBackend(Protocol):
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """(N, 224, 224, 3) float32 -> (N, num_classes) float32 softmax scores."""
         ...
-
-
-class TensorFlowBackend:
-    """The reference: the Keras model as one compiled graph, traced once for any batch size."""
-
-    name = "tensorflow"
-
-    def __init__(self, keras_model) -> None:
-        self._forward = tf.function(
-            lambda images: keras_model(images, training=False), input_signature=[INPUT_SPEC]
-        )
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        return self._forward(tf.convert_to_tensor(batch, tf.float32)).numpy()
 
 
 def warm_up(backend: InferenceBackend, max_batch_size: int) -> None:
@@ -121,53 +105,25 @@ def fastest(
     return min(backends, key=lambda backend: per_image[backend.name])
 
 
-def select_backend(
-    choice: BackendChoice,
-    keras_model,
-    model_file: Path,
-    onnx_cache_dir: Path,
-    threads: int,
+def load_backend(
+    model: ModelFile, choice: BackendChoice, onnx_cache_dir: Path, threads: int
 ) -> InferenceBackend:
-    """INFERENCE_BACKEND: `tensorflow`; `onnx` if it verifies; `auto`: the fastest that does."""
-    reference = TensorFlowBackend(keras_model)
-    if choice == "tensorflow":
-        return reference
-    candidate = verified_onnx_backend(reference, keras_model, model_file, onnx_cache_dir, threads)
-    if candidate is None:
-        return reference
-    if choice == "onnx":
-        return candidate
-    return fastest([reference, candidate])
+    """The backend that serves `model`: ONNX Runtime for an exported `.onnx` file; for a `.keras`
+    file, TensorFlow or its verified ONNX conversion (full install only)."""
+    if model.is_onnx:
+        if choice == "tensorflow":
+            raise ModelFileError(
+                f"INFERENCE_BACKEND=tensorflow needs a .keras model; {model.path} is exported ONNX"
+            )
+        from .onnx_backend import load_onnx_backend
 
-
-def verified_onnx_backend(
-    reference: InferenceBackend,
-    keras_model,
-    model_file: Path,
-    onnx_cache_dir: Path,
-    threads: int,
-) -> InferenceBackend | None:
-    """The ONNX Runtime backend if it converts, loads and matches the reference; else None."""
-    from .onnx_backend import OnnxRuntimeBackend, cached_onnx_file
-
+        return load_onnx_backend(model.path, len(model.class_names), threads)
     try:
-        onnx_file, from_cache = cached_onnx_file(keras_model, model_file, onnx_cache_dir)
-        candidate = OnnxRuntimeBackend(onnx_file, threads)
-        difference = max_score_difference(candidate, reference, parity_batches())
-    except Exception as error:  # conversion or runtime failure: TensorFlow still serves
-        logger.warning("ONNX backend unavailable, serving with TensorFlow: %s", error)
-        return None
-    if difference > PARITY_TOLERANCE:
-        logger.warning(
-            "ONNX backend refused, serving with TensorFlow: its scores differ from TensorFlow's "
-            "by %.3g (tolerance %g) on the parity inputs (%s)",
-            difference,
-            PARITY_TOLERANCE,
-            onnx_file,
-        )
-        if from_cache:  # a stale or corrupt cache entry: let the next start convert afresh
-            with contextlib.suppress(OSError):
-                onnx_file.unlink(missing_ok=True)
-        return None
-    logger.info("ONNX backend matches TensorFlow (max score difference %.3g)", difference)
-    return candidate
+        from .tf.keras_model import keras_backend
+    except ImportError as error:
+        raise ModelFileError(
+            f"serving the .keras file {model.path} needs TensorFlow ({error}); this install "
+            "serves exported models: export it with `python -m model_server.logo_detection.tf"
+            ".export` in the full install (requirements.txt) and serve the .onnx file"
+        ) from None
+    return keras_backend(model, choice, onnx_cache_dir, threads)

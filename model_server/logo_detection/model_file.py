@@ -1,17 +1,24 @@
-"""Find, load and validate the `.keras` model file, and learn its class order."""
+"""Find the model file MODEL_PATH names, read the JSON beside it, and learn its class order.
+
+A model is an exported `.onnx` file (what the production image serves, with ONNX Runtime only)
+or a `.keras` file (served by the full install, which has TensorFlow). Nothing here imports
+TensorFlow: this module decides what to load, `inference.load_backend` loads it.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .architecture import DEFAULT_CLASS_NAMES
-
 logger = logging.getLogger(__name__)
 
+INPUT_SIZE = 224  # the model takes (N, 224, 224, 3) float32 pixels in 0..255
+DEFAULT_CLASS_NAMES = ("out_of_domain", "logo")  # the production model's output order
 REQUIRED_CLASSES = ("logo", "out_of_domain")
+MODEL_SUFFIXES = (".onnx", ".keras")  # in order of preference when a directory holds both
 
 
 class ModelFileError(RuntimeError):
@@ -19,43 +26,75 @@ class ModelFileError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class LoadedModel:
-    keras_model: object  # keras.Model; typed loosely to keep Keras out of this module's API
+class ModelFile:
     path: Path
     class_names: tuple[str, ...]
     metadata: dict
+
+    @property
+    def is_onnx(self) -> bool:
+        return self.path.suffix == ".onnx"
 
     def class_index(self, name: str) -> int:
         return self.class_names.index(name)
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def resolve_model_file(model_path: Path) -> Path:
-    """MODEL_PATH is a `.keras` file, or a directory holding exactly one (KServe's /mnt/models)."""
+    """MODEL_PATH is an `.onnx` or `.keras` file, or a directory (KServe's /mnt/models) holding
+    one of them; where a published model has both, the exported `.onnx` is served."""
     if model_path.is_file():
+        if model_path.suffix not in MODEL_SUFFIXES:
+            raise ModelFileError(f"MODEL_PATH {model_path} is neither an .onnx nor a .keras file")
         return model_path
-    if model_path.is_dir():
-        candidates = sorted(model_path.rglob("*.keras"))
+    if not model_path.is_dir():
+        raise ModelFileError(
+            f"MODEL_PATH {model_path} does not exist (set MODEL_PATH to an .onnx or .keras file "
+            "or a directory holding one)"
+        )
+    for suffix in MODEL_SUFFIXES:
+        candidates = sorted(model_path.rglob(f"*{suffix}"))
         if len(candidates) == 1:
             return candidates[0]
-        if not candidates:
-            raise ModelFileError(f"MODEL_PATH {model_path} is a directory with no .keras file")
-        names = ", ".join(str(path) for path in candidates)
-        raise ModelFileError(f"MODEL_PATH {model_path} holds several .keras files: {names}")
-    raise ModelFileError(
-        f"MODEL_PATH {model_path} does not exist (set MODEL_PATH to a .keras file or a "
-        "directory holding one)"
-    )
+        if candidates:
+            names = ", ".join(str(path) for path in candidates)
+            raise ModelFileError(f"MODEL_PATH {model_path} holds several {suffix} files: {names}")
+    raise ModelFileError(f"MODEL_PATH {model_path} is a directory with no .onnx or .keras file")
 
 
 def read_metadata(model_file: Path) -> dict:
-    """The JSON written beside the model by the training tools, if any."""
+    """The JSON written beside the model by the training or export tools, if any."""
     sidecar = model_file.with_suffix(".json")
     if not sidecar.is_file():
         return {}
     try:
-        return json.loads(sidecar.read_text())
+        metadata = json.loads(sidecar.read_text())
     except (OSError, ValueError) as error:
         raise ModelFileError(f"{sidecar} is not valid JSON: {error}") from None
+    if not isinstance(metadata, dict):
+        raise ModelFileError(f"{sidecar} must hold a JSON object")
+    return metadata
+
+
+def check_exported_pair(model_file: Path, metadata: dict) -> None:
+    """An exported model's JSON names the sha256 of the `.onnx` it describes: a JSON left from
+    another export (another class order, another parity check) is refused, not trusted."""
+    recorded = metadata.get("onnx", {}).get("sha256")
+    if recorded is None:
+        return
+    actual = file_sha256(model_file)
+    if actual != recorded:
+        raise ModelFileError(
+            f"{model_file.with_suffix('.json')} describes another export (its onnx.sha256 is "
+            f"{recorded[:12]}..., {model_file.name} is {actual[:12]}...): export the model again"
+        )
 
 
 def choose_class_names(configured: tuple[str, ...], metadata: dict) -> tuple[str, ...]:
@@ -70,23 +109,10 @@ def choose_class_names(configured: tuple[str, ...], metadata: dict) -> tuple[str
     return class_names
 
 
-def load_model(model_path: Path, configured_class_names: tuple[str, ...] = ()) -> LoadedModel:
-    """Load the model once at start; refuse anything the server can't serve correctly."""
-    model_file = resolve_model_file(model_path)
-    metadata = read_metadata(model_file)
-    class_names = choose_class_names(configured_class_names, metadata)
-    import keras
-    import keras_cv  # noqa: F401  (registers KerasCV classes for deserialization)
-
-    try:
-        keras_model = keras.saving.load_model(model_file, compile=False)
-    except Exception as error:
-        raise ModelFileError(f"cannot load model {model_file}: {error}") from error
-    output_shape = tuple(keras_model.output_shape)
-    if len(output_shape) != 2 or output_shape[1] != len(class_names):
-        raise ModelFileError(
-            f"model {model_file} outputs shape {output_shape}; the server needs (N, 2) "
-            "softmax scores"
-        )
-    logger.info("Loaded %s, classes %s", model_file, list(class_names))
-    return LoadedModel(keras_model, model_file, class_names, metadata)
+def describe_model(model_path: Path, configured_class_names: tuple[str, ...] = ()) -> ModelFile:
+    """Which file to serve and its class order; refuses what the server can't serve correctly."""
+    path = resolve_model_file(model_path)
+    metadata = read_metadata(path)
+    if path.suffix == ".onnx":
+        check_exported_pair(path, metadata)
+    return ModelFile(path, choose_class_names(configured_class_names, metadata), metadata)

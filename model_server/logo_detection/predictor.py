@@ -24,7 +24,7 @@ from .batching import BatchResult, MicroBatcher
 from .contract import Instance, PredictRequest, error_result, parse_request, scored_result
 from .errors import ErrorType, ImageError
 from .fetch import ImageFetcher
-from .model_file import LoadedModel
+from .model_file import ModelFile
 from .preprocess import DecodeLimits, image_to_model_input
 from .settings import Settings
 
@@ -53,7 +53,7 @@ class LogoDetectionModel(Model):
     def __init__(
         self,
         settings: Settings,
-        loaded: LoadedModel,
+        loaded: ModelFile,
         batcher: MicroBatcher,
         decode_threads: int,
     ) -> None:

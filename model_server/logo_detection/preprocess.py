@@ -25,9 +25,9 @@ from PIL import Image, UnidentifiedImageError
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf
 
-from .architecture import INPUT_SIZE
 from .errors import ErrorType, ImageError
 from .image_format import TENSORFLOW_FORMATS, ImageFormat, sniff_format
+from .model_file import INPUT_SIZE
 from .settings import Settings
 from .svg import SvgLimits, rasterize_svg
 

@@ -13,8 +13,10 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras
 import keras_cv
 
-INPUT_SIZE = 224
-DEFAULT_CLASS_NAMES = ("out_of_domain", "logo")
+from ..model_file import DEFAULT_CLASS_NAMES, INPUT_SIZE
+
+__all__ = ["DEFAULT_CLASS_NAMES", "INPUT_SIZE", "build_backbone", "build_classifier"]
+
 B0_BACKBONE_PARAMS = 5_919_312
 
 EFFICIENTNETV2_B0_CONFIG = {

@@ -1,0 +1,144 @@
+"""Export once, serve without TensorFlow: the export tool, its JSON, and a real server process
+that serves the exported model with TensorFlow, Keras and KerasCV made impossible to import."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from model_server.logo_detection.model_file import (
+    ModelFileError,
+    describe_model,
+    file_sha256,
+    resolve_model_file,
+)
+
+from .conftest import SAMPLE_NAMES, instance, post_predict
+from .server_process import DEFAULT_MODEL, REPO_ROOT, ServerProcess, run_to_exit
+
+BLOCKED_MODULES = ("tensorflow", "keras", "keras_cv", "tf2onnx", "tf_keras")
+
+# Installed as `sitecustomize` in the server process: any import of a blocked module fails, and
+# is written down with the stack that asked for it.
+IMPORT_BLOCKER = """
+import sys, traceback
+BLOCKED = {blocked!r}
+ATTEMPTS = {attempts!r}
+
+class BlockedImports:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            with open(ATTEMPTS, "a") as log:
+                log.write(name + "\\n" + "".join(traceback.format_stack()) + "\\n")
+            raise ModuleNotFoundError(f"{{name}} is blocked in this process", name=name)
+        return None
+
+sys.meta_path.insert(0, BlockedImports())
+"""
+
+
+def without_tensorflow(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """Server settings that make TensorFlow & co. impossible to import, and the attempts log."""
+    site = tmp_path / "blocker"
+    site.mkdir()
+    attempts = tmp_path / "blocked-imports.log"
+    code = IMPORT_BLOCKER.format(blocked=set(BLOCKED_MODULES), attempts=str(attempts))
+    (site / "sitecustomize.py").write_text(code)
+    return {"pythonpath": str(site)}, attempts
+
+
+def export(model: Path, out_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "model_server.logo_detection.tf.export", str(model)]
+    return subprocess.run(
+        [*command, "--out-dir", str(out_dir), *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_the_export_writes_the_model_and_a_json_that_describes_it(exported_default_model):
+    onnx_file = exported_default_model / "logo_detection.onnx"
+    metadata = json.loads(onnx_file.with_suffix(".json").read_text())
+    assert metadata["class_names"] == ["out_of_domain", "logo"]
+    assert metadata["input_size"] == [224, 224, 3]
+    assert metadata["onnx"] == {"file": onnx_file.name, "sha256": file_sha256(onnx_file)}
+    assert metadata["source"]["file"] == DEFAULT_MODEL.name
+    assert metadata["source"]["sha256"] == file_sha256(DEFAULT_MODEL)
+    parity = metadata["export"]["parity"]
+    assert parity["reference"] == "tensorflow" and parity["images"] >= 6
+    assert 0 <= parity["max_abs_diff"] <= parity["tolerance"] == 1e-5
+    assert {"keras", "tf2onnx", "onnxruntime"} <= set(metadata["export"]["versions"])
+    assert str(REPO_ROOT) not in json.dumps(metadata)  # no paths of the machine it ran on
+    assert sorted(path.name for path in exported_default_model.iterdir()) == [
+        "logo_detection.json",
+        "logo_detection.onnx",
+    ]  # nothing partial left behind
+
+
+def test_the_export_refuses_a_model_that_does_not_score_like_tensorflow(tmp_path):
+    # No real conversion matches TensorFlow to 1e-12: the refusal path, with the real tool.
+    result = export(DEFAULT_MODEL, tmp_path, "--tolerance", "1e-12")
+    assert result.returncode == 1, result.stderr
+    assert "differ from TensorFlow's by" in result.stderr and "nothing written" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_the_exported_model_serves_without_tensorflow_with_the_same_scores(
+    exported_default_model, tmp_path, http, server, samples
+):
+    blocked, attempts = without_tensorflow(tmp_path)
+    body = {"instances": [instance(name, data=samples[name]) for name in SAMPLE_NAMES]}
+    with ServerProcess(exported_default_model, **blocked) as slim:
+        status, answer = await post_predict(http, slim, body)
+        log = slim.log()
+    assert status == 200, answer
+    assert "backend onnx" in log and "logo_detection.onnx" in log
+    assert not attempts.exists(), attempts.read_text()  # nothing even tried to import them
+    status, reference = await post_predict(http, server, body)  # the .keras, in the full install
+    assert status == 200, reference
+    for served, expected in zip(answer["predictions"], reference["predictions"], strict=True):
+        assert served["filename"] == expected["filename"]
+        assert abs(served["prediction"] - expected["prediction"]) <= 1e-4  # 4 decimals shown
+
+
+def test_a_keras_file_without_tensorflow_is_refused_with_what_to_do(tmp_path):
+    blocked, _ = without_tensorflow(tmp_path)
+    code, output = run_to_exit(DEFAULT_MODEL, **blocked)
+    assert code == 2, output
+    assert "needs TensorFlow" in output and "tf.export" in output
+    assert "Traceback" not in output
+
+
+def test_a_json_from_another_export_is_refused(exported_default_model, tmp_path):
+    shutil.copy(exported_default_model / "logo_detection.onnx", tmp_path / "model.onnx")
+    metadata = json.loads((exported_default_model / "logo_detection.json").read_text())
+    metadata["onnx"]["sha256"] = "0" * 64
+    (tmp_path / "model.json").write_text(json.dumps(metadata))
+    with pytest.raises(ModelFileError, match="describes another export"):
+        describe_model(tmp_path)
+    code, output = run_to_exit(tmp_path)
+    assert code == 2 and "describes another export" in output, output
+
+
+def test_tensorflow_backend_with_an_onnx_model_is_refused(exported_default_model):
+    code, output = run_to_exit(exported_default_model, inference_backend="tensorflow")
+    assert code == 2 and "INFERENCE_BACKEND=tensorflow needs a .keras model" in output, output
+
+
+def test_an_onnx_file_that_is_not_a_model_is_refused(tmp_path):
+    (tmp_path / "broken.onnx").write_bytes(b"not a protobuf")
+    code, output = run_to_exit(tmp_path / "broken.onnx")
+    assert code == 2 and "cannot load model" in output, output
+
+
+def test_a_published_directory_with_keras_onnx_and_json_serves_the_onnx(tmp_path):
+    for name in ("model.keras", "model.onnx", "model.json"):
+        (tmp_path / name).write_bytes(b"")
+    assert resolve_model_file(tmp_path) == tmp_path / "model.onnx"
