@@ -2,9 +2,10 @@
 
 For each image given (the current one and, optionally, a baseline): its size, the time from
 `docker run` to ready (median of --starts), the server's RSS once ready and after a warm-up
-request, and its peak RSS during one request of 50 x 12-megapixel JPEGs fetched from a local
-image server. RSS is read from /proc on the host for the container's server process; the peak is
-the kernel's high-water mark, reset (clear_refs) before the big request.
+request (50 x 1024 px), and its peak RSS during one request of 50 x 12-megapixel JPEGs and one
+of 6 JPEGs at the pixel limit (100 MP), all fetched from a local image server. RSS is read from
+/proc on the host for the container's server process; the peak is the kernel's high-water
+mark, reset (clear_refs) before each big request.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+from PIL import Image
 
 from tests.container import Container, docker
 from tests.image_server import ImageServer
@@ -64,6 +66,7 @@ def measure(
     image_server: ImageServer,
     warm_up: list[dict],
     big: list[dict],
+    huge: list[dict],
     volumes: dict[Path, str],
     read_only: bool,
 ) -> dict:
@@ -88,6 +91,9 @@ def measure(
             reset_peak(pid)
             big_s = asyncio.run(predict(container.predict_url, big))
             peak_big = proc_status(pid)["VmHWM"]
+            reset_peak(pid)
+            huge_s = asyncio.run(predict(container.predict_url, huge))
+            peak_huge = proc_status(pid)["VmHWM"]
     return {
         "image": image,
         "size_bytes": size,
@@ -97,8 +103,10 @@ def measure(
         "peak_rss_start_mib": peak_start / MIB,
         "rss_after_warm_up_mib": rss_warm / MIB,
         "peak_rss_50x12mp_mib": peak_big / MIB,
+        "peak_rss_6x100mp_mib": peak_huge / MIB,
         "warm_up_request_s": warm_up_s,
         "request_50x12mp_s": big_s,
+        "request_6x100mp_s": huge_s,
     }
 
 
@@ -120,6 +128,9 @@ def main() -> int:
         {"filename": f"{i}.jpg", "target": "logo", "url": image_server.add_file(f"{i}.jpg", data)}
         for i, data in enumerate(twelve_mp * 5)
     ]
+    pixel_limit = images.jpeg(Image.radial_gradient("L").resize((10_000, 10_000)).convert("RGB"))
+    huge_url = image_server.add_file("pixel-limit.jpg", pixel_limit)
+    huge = [{"filename": f"h{i}.jpg", "target": "logo", "url": huge_url} for i in range(6)]
     warm_up = [
         {"filename": f"w{i}.jpg", "target": "logo", "url": image_server.add_file(f"w{i}.jpg", d)}
         for i, d in enumerate(images.variants("1024px", 50))
@@ -133,7 +144,7 @@ def main() -> int:
         for image, volumes, read_only in runs:
             print(f"Measuring {image} ...", flush=True)
             results.append(
-                measure(image, args.starts, image_server, warm_up, big, volumes, read_only)
+                measure(image, args.starts, image_server, warm_up, big, huge, volumes, read_only)
             )
             print(json.dumps(results[-1], indent=2), flush=True)
     finally:
