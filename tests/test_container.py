@@ -23,8 +23,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import psutil
 import pytest
+import yaml
 from aiohttp import web
+from kubernetes.utils import parse_quantity
 
 from .conftest import instance, loopback_fetch_settings
 from .container import Container, docker
@@ -34,6 +37,7 @@ from .server_process import REPO_ROOT, ServerProcess
 pytestmark = pytest.mark.timeout(1800)  # a cold build takes minutes
 
 CONTAINER_SCRIPT = REPO_ROOT / "deploy" / "container.sh"
+MANIFEST = REPO_ROOT / "deploy" / "kserve" / "inferenceservice.yaml"
 IMAGE = "logo-detection:test"
 BASE_IMAGE = "logo-detection-base:bookworm"
 BUILD_BASE_IMAGE = "logo-detection-build-base:bookworm"
@@ -217,6 +221,16 @@ async def test_the_container_scores_like_the_development_server(
     assert scored[logo]["prediction"] > 0.5, "the logo sample is not a logo for the image"
     assert {r["filename"] for r in results if "error" in r} == {"bomb.png", "laughs.svg"}
     assert f"from {DEFAULT_MODEL_FILE}" in served.logs()
+
+
+def test_the_servers_memory_fits_the_manifests_limit(served):
+    """A coarse guard on the footprint the pod's limits were sized from (README)."""
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    (spec,) = manifest["spec"]["predictor"]["containers"]
+    limit = float(parse_quantity(spec["resources"]["limits"]["memory"]))
+    pid = int(docker("inspect", "--format", "{{.State.Pid}}", served.name).strip())
+    rss = psutil.Process(pid).memory_info().rss  # the server, seen from the host
+    assert rss < limit * 0.75, f"the server uses {rss / 2**30:.2f} GiB; revisit the limits"
 
 
 async def wait_for_log(container: Container, text: str, timeout_s: float = 30) -> None:

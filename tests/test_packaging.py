@@ -24,10 +24,8 @@ from pathlib import Path
 import kserve
 import kserve.models
 import kubernetes.client
-import psutil
 import pytest
 import yaml
-from kubernetes.utils import parse_quantity
 
 from model_server.logo_detection.settings import Settings
 
@@ -378,13 +376,19 @@ async def test_manifest_probes_hit_routes_the_server_answers(manifest, server, h
         async with http.get(f"{server.url}{action['path']}") as answer:
             assert answer.status == 200, f"{probe} {action['path']} -> {answer.status}"
     ready, live = spec["readinessProbe"], spec["livenessProbe"]
-    assert ready["initialDelaySeconds"] >= 15, "the model takes ~20 s to load"
-    # a cold start with the ONNX conversion took ~90 s here: liveness must not kill it
-    assert live["initialDelaySeconds"] + live["periodSeconds"] * live["failureThreshold"] >= 150
+    # the image loads an exported model (no conversion): ready in ~3-6 s (README)
+    assert ready["initialDelaySeconds"] <= 5, "traffic would wait for nothing"
+    # liveness must not kill a start 10x slower than measured (a busy node)
+    assert live["initialDelaySeconds"] + live["periodSeconds"] * live["failureThreshold"] >= 60
 
 
-def test_the_test_servers_memory_fits_the_manifests_limit(manifest, server):
-    """A coarse guard on the footprint the limits were sized from (README, "Resources")."""
-    limit = float(parse_quantity(container(manifest)["resources"]["limits"]["memory"]))
-    rss = psutil.Process(server.process.pid).memory_info().rss
-    assert rss < limit * 0.75, f"the server uses {rss / 2**30:.1f} GiB; revisit the limits"
+def test_the_pod_runs_as_the_container_test_runs_the_image(manifest):
+    """Non-root, read-only root filesystem, a scratch /tmp: what tests/test_container.py runs."""
+    spec = container(manifest)
+    security = spec["securityContext"]
+    assert security["runAsNonRoot"] and security["readOnlyRootFilesystem"]
+    assert not security["allowPrivilegeEscalation"]
+    (mount,) = spec["volumeMounts"]
+    assert mount["mountPath"] == "/tmp"
+    volumes = {volume["name"]: volume for volume in manifest["spec"]["predictor"]["volumes"]}
+    assert "emptyDir" in volumes[mount["name"]]
