@@ -42,14 +42,16 @@ SKIPPED = {
     "make bench": "minutes of load on purpose; the benchmark's own command",
     "make lint": "ruff over the whole tree, not a behaviour of the server",
     "make download-model": "needs internet; test_make_download_model runs it on a local URL",
-    "make image": "needs a Docker engine; test_packaging checks the Dockerfile",
+    "make image": "builds the image for minutes; test_container builds it the same way "
+    "(deploy/container.sh build)",
+    "make export": "converts a model and checks it against TensorFlow; test_export runs the export",
     "make clean": "deletes .venv; test_make_clean runs it in a scratch copy",
     "make prepare-data": "renders ~13.6k files for ~10 min; test_training runs its steps on a "
     "tiny generated set",
     "make train": "an hour of training; test_training trains one short epoch the same way",
     "make evaluate": "needs a trained run; test_training evaluates its tiny model",
     ".venv/bin/python -m training classify": "test_training runs classify with a grid",
-    "docker": "needs a Docker engine; test_packaging checks the Dockerfile",
+    "docker": "test_container runs the image the same way (read-only, non-root, /mnt/models)",
     "kubectl": "needs a cluster; test_packaging validates the InferenceService",
 }
 
@@ -307,4 +309,6 @@ def test_make_clean_removes_build_output_but_not_models(tmp_path):
 def test_make_image_builds_the_dockerfile():
     done = make("-n", "image")
     assert done.returncode == 0, done.stderr
-    assert re.search(r"^docker build -t \S+ \.$", done.stdout, re.M), done.stdout
+    assert re.search(r"^IMAGE=\S+ deploy/container\.sh build$", done.stdout, re.M), done.stdout
+    script = (REPO_ROOT / "deploy" / "container.sh").read_text()
+    assert '-t "$tag" "$REPO_ROOT"' in script, "the image is not built from the checkout"
