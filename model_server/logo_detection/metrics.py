@@ -20,7 +20,8 @@ from .errors import ErrorType
 PREFIX = "logo_detection"
 SCORED = "scored"
 INPUT_KINDS = ("url", "image")
-OUTCOMES = (SCORED, *(error_type.value for error_type in ErrorType))
+# A full server refuses whole requests (503), never one image: `overloaded` is not an outcome.
+OUTCOMES = (SCORED, *(kind.value for kind in ErrorType if kind is not ErrorType.OVERLOADED))
 REFUSED_STATUSES = ("400", "413", "500", "503")
 
 # From a 2 ms decode or forward pass to a 30 s queue wait or slow fetch.
