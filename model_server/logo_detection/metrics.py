@@ -2,8 +2,8 @@
 
 Everything lives in prometheus_client's default registry, the one KServe's `/metrics` route
 serves. Label values come from fixed sets only (input kinds, outcomes, HTTP statuses), never
-from a request's filenames or URLs, so the number of series is bounded. Every series a label set
-can take is created at start-up with 0, so rates and alerts work before the first error.
+from a request's filenames or URLs, so the number of series is bounded. The series alerts use
+exist from start-up with 0, so rates and alerts work before the first error.
 """
 
 from __future__ import annotations
@@ -90,9 +90,10 @@ IMAGES_WAITING_FOR_PASS = Gauge(
 )
 MODEL = Info(f"{PREFIX}_model", "The model being served")
 
-for _input_kind in INPUT_KINDS:
-    for _outcome in OUTCOMES:
-        IMAGES.labels(_input_kind, _outcome)
+# Created up front, so every series exists with 0, and held, so counting is one dict lookup.
+_IMAGE_COUNTERS = {
+    (kind, outcome): IMAGES.labels(kind, outcome) for kind in INPUT_KINDS for outcome in OUTCOMES
+}
 for _status in REFUSED_STATUSES:
     REQUESTS_REFUSED.labels(_status)
 
@@ -102,7 +103,9 @@ def input_kind(image_bytes: bytes | None) -> str:
 
 
 def count_image(kind: str, error_type: ErrorType | None) -> None:
-    IMAGES.labels(kind, SCORED if error_type is None else error_type.value).inc()
+    outcome = SCORED if error_type is None else error_type.value
+    counter = _IMAGE_COUNTERS.get((kind, outcome)) or IMAGES.labels(kind, outcome)
+    counter.inc()
 
 
 def track_gauges(images_in_flight: Callable[[], float], waiting: Callable[[], float]) -> None:
