@@ -8,7 +8,7 @@ import base64
 import json
 import re
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -41,12 +41,6 @@ def metered(image_server: ImageServer) -> Iterator[ServerProcess]:
         **loopback_fetch_settings(image_server),
     ) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-async def client() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        yield session
 
 
 async def scrape(http: aiohttp.ClientSession, server: ServerProcess) -> Samples:
@@ -107,11 +101,11 @@ def one_of_each_outcome(image_server: ImageServer, samples: dict[str, bytes]) ->
 
 
 async def test_one_request_moves_each_outcome_and_stage_by_exactly_its_images(
-    client, metered, image_server, samples
+    http, metered, image_server, samples
 ):
-    before = await scrape(client, metered)
+    before = await scrape(http, metered)
     body = {"instances": one_of_each_outcome(image_server, samples), "debug": True}
-    status, answer, _ = await predict(client, metered, body)
+    status, answer, _ = await predict(http, metered, body)
     assert status == 200, answer
     types = [r.get("error", {}).get("type", "scored") for r in answer["predictions"]]
     assert types == [
@@ -123,7 +117,7 @@ async def test_one_request_moves_each_outcome_and_stage_by_exactly_its_images(
         "unsupported_format",
         "decode_failed",
     ]
-    after = await scrape(client, metered)
+    after = await scrape(http, metered)
     passes = answer["latency"]["passes"]
     assert passes in (1, 2), answer["latency"]
     assert moved(before, after) == {
@@ -170,7 +164,7 @@ def histogram_moved(
 
 
 async def test_refused_requests_are_counted_by_status_and_score_nothing(
-    client, metered, image_server, samples
+    http, metered, image_server, samples
 ):
     """400 (unknown target), 413 (body over MAX_REQUEST_BYTES) and 503 (the one image slot held
     by a fetch that the test releases) each move only their own counter."""
@@ -183,27 +177,27 @@ async def test_refused_requests_are_counted_by_status_and_score_nothing(
 
     held_url = image_server.add_route("metrics/held.png", held_until_released)
     logo = instance("logo.png", data=samples["Cambia_logo.png"])
-    before = await scrape(client, metered)
+    before = await scrape(http, metered)
 
-    status, _, _ = await predict(client, metered, {"instances": [{**logo, "target": "cat"}]})
+    status, _, _ = await predict(http, metered, {"instances": [{**logo, "target": "cat"}]})
     assert status == 400
-    status, _, request_id = await predict(client, metered, b"x" * (MAX_REQUEST_BYTES + 1))
+    status, _, request_id = await predict(http, metered, b"x" * (MAX_REQUEST_BYTES + 1))
     assert status == 413 and request_id  # the id is on answers from every layer
     holder = asyncio.ensure_future(
-        predict(client, metered, {"instances": [instance("held.png", url=held_url)]})
+        predict(http, metered, {"instances": [instance("held.png", url=held_url)]})
     )
     try:
         # the image server has the fetch, so the request holds the only image slot
         assert await asyncio.get_running_loop().run_in_executor(None, arrived.wait, 30)
-        while_held = await scrape(client, metered)
+        while_held = await scrape(http, metered)
         assert while_held[("logo_detection_images_in_flight", frozenset())] == 1
-        status, answer, _ = await predict(client, metered, {"instances": [logo]})
+        status, answer, _ = await predict(http, metered, {"instances": [logo]})
         assert status == 503, answer
     finally:
         release.set()
     status, answer, _ = await holder
     assert status == 200 and "prediction" in answer["predictions"][0], answer
-    after = await scrape(client, metered)
+    after = await scrape(http, metered)
 
     deltas = moved(before, after)
     assert {key: delta for key, delta in deltas.items() if "refused" in key} == {
@@ -219,7 +213,7 @@ async def test_refused_requests_are_counted_by_status_and_score_nothing(
 
 
 async def test_request_ids_are_echoed_generated_and_on_each_log_line_about_the_request(
-    client, metered, samples
+    http, metered, samples
 ):
     secret = b"GIF89a" + b"\x00" * 7 + b"secret-pixels-never-logged"
     body = {
@@ -229,11 +223,11 @@ async def test_request_ids_are_echoed_generated_and_on_each_log_line_about_the_r
             instance("elsewhere.png", url="http://example.org/logo.png"),
         ]
     }
-    status, _, given = await predict(client, metered, body, request_id="upload-wizard-42")
+    status, _, given = await predict(http, metered, body, request_id="upload-wizard-42")
     assert status == 200 and given == "upload-wizard-42"
-    status, _, generated = await predict(client, metered, body)
+    status, _, generated = await predict(http, metered, body)
     assert status == 200 and re.fullmatch(r"[0-9a-f]{32}", generated), generated
-    status, _, replaced = await predict(client, metered, body, request_id="two words")
+    status, _, replaced = await predict(http, metered, body, request_id="two words")
     assert status == 200 and replaced not in ("", "two words")
     assert len({given, generated, replaced}) == 3
 
@@ -292,11 +286,11 @@ def test_metric_names_are_found_in_promql():
     }
 
 
-async def test_every_dashboard_expression_names_only_exported_metrics(client, metered):
+async def test_every_dashboard_expression_names_only_exported_metrics(http, metered):
     dashboard = json.loads(DASHBOARD.read_text())
     expressions = dashboard_expressions(dashboard)
     assert len(expressions) >= 10
-    exported = exported_names(await scrape(client, metered))
+    exported = exported_names(await scrape(http, metered))
     used = set().union(*(metric_names(expression) for expression in expressions))
     for variable in dashboard["templating"]["list"]:  # label_values(metric, label) queries
         used |= set(re.findall(r"label_values\((\w+)", json.dumps(variable.get("query", ""))))
@@ -319,11 +313,11 @@ async def test_every_dashboard_expression_names_only_exported_metrics(client, me
         assert needed in used, f"the dashboard does not show {needed}"
 
 
-async def test_the_readme_table_lists_exactly_the_metrics_the_server_exports(client, metered):
+async def test_the_readme_table_lists_exactly_the_metrics_the_server_exports(http, metered):
     readme = (REPO_ROOT / "README.md").read_text()
     documented = set(re.findall(r"^\| `(logo_detection_\w+)` \|", readme, re.MULTILINE))
     families = set()
-    async with client.get(f"{metered.url}/metrics") as response:
+    async with http.get(f"{metered.url}/metrics") as response:
         for family in text_string_to_metric_families(await response.text()):
             if family.name.startswith("logo_detection_") and not family.name.endswith("_created"):
                 suffix = {"counter": "_total", "info": "_info"}.get(family.type, "")
