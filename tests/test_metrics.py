@@ -16,6 +16,8 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from model_server.logo_detection.errors import ErrorType
+
 from .conftest import instance, loopback_fetch_settings
 from .hostile_support import png
 from .image_server import ImageServer
@@ -104,6 +106,12 @@ async def test_one_request_moves_each_outcome_and_stage_by_exactly_its_images(
     http, metered, image_server, samples
 ):
     before = await scrape(http, metered)
+    # every input kind x outcome series exists before it first moves, internal_error included
+    outcomes = {"scored", *(e.value for e in ErrorType if e is not ErrorType.OVERLOADED)}
+    for kind in ("url", "image"):
+        for outcome in outcomes:
+            labels = frozenset({"input": kind, "outcome": outcome}.items())
+            assert ("logo_detection_images_total", labels) in before, (kind, outcome)
     body = {"instances": one_of_each_outcome(image_server, samples), "debug": True}
     status, answer, _ = await predict(http, metered, body)
     assert status == 200, answer
