@@ -114,7 +114,7 @@ def track_gauges(images_in_flight: Callable[[], float], waiting: Callable[[], fl
     IMAGES_WAITING_FOR_PASS.set_function(waiting)
 
 
-def describe_model(
+def record_model_info(
     model_name: str, model_file: Path, backend: str, class_names: tuple[str, ...]
 ) -> None:
     with model_file.open("rb") as handle:

@@ -69,7 +69,7 @@ class LogoDetectionModel(Model):
         self._decode_threads = decode_threads
         self._decode_pool = ThreadPoolExecutor(decode_threads, thread_name_prefix="decode")
         metrics.track_gauges(lambda: self.admission.in_flight, batcher.queued_images)
-        metrics.describe_model(
+        metrics.record_model_info(
             settings.model_name, loaded.path, batcher.backend.name, loaded.class_names
         )
         self.ready = True
