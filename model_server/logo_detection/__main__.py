@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 
+from . import request_ids
 from .cpu_quota import effective_cpu_count
 from .settings import Settings
 
@@ -14,16 +15,15 @@ logger = logging.getLogger("logo_detection")
 
 def main() -> int:
     settings = Settings()
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    request_ids.tag_log_records()
+    logging.basicConfig(level=logging.INFO, format=request_ids.LOG_FORMAT)
     cpu_count = effective_cpu_count(settings.cpu_threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(cpu_count))  # before any runtime starts
 
     import kserve
     from kserve.model_server import app
 
-    from . import http_limits
+    from . import http_limits, metrics
     from .batching import MicroBatcher
     from .inference import load_backend, warm_up
     from .model_file import ModelFileError, describe_model
@@ -43,6 +43,8 @@ def main() -> int:
     batcher = MicroBatcher(backend, settings.max_batch_size, settings.batch_max_wait_ms / 1000)
     model = LogoDetectionModel(settings, loaded, batcher, decode_threads=cpu_count)
     http_limits.install(app, settings.max_request_bytes)
+    app.add_middleware(metrics.RefusedRequestCounter)
+    app.add_middleware(request_ids.RequestIdMiddleware)  # wraps ours: every line has the id
     logger.info(
         "Serving %s from %s on port %d (%d CPU threads, backend %s)",
         settings.model_name,

@@ -25,10 +25,11 @@ class ImageAdmission:
         changed = self._condition()
         async with changed:
             try:
-                await asyncio.wait_for(
-                    changed.wait_for(lambda: self.in_flight + count <= self.capacity),
-                    self.max_wait_s,
-                )
+                if self.in_flight + count > self.capacity:  # checked first: MAX_QUEUE_WAIT_S=0
+                    await asyncio.wait_for(  # means "never wait", not "always refuse"
+                        changed.wait_for(lambda: self.in_flight + count <= self.capacity),
+                        self.max_wait_s,
+                    )
             except TimeoutError:
                 raise ServiceOverloaded(
                     f"the server is busy ({self.in_flight} images in flight); retry shortly"

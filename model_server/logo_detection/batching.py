@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import metrics
 from .inference import InferenceBackend
 
 logger = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ class BatchResult:
 class _Job:
     images: np.ndarray
     future: asyncio.Future = field(repr=False)
+    queued_at: float = field(default_factory=time.perf_counter)
 
 
 class MicroBatcher:
@@ -108,7 +111,10 @@ class MicroBatcher:
     def _ensure_worker(self) -> None:
         if self._worker is None:
             self._wakeup = asyncio.Event()
-            self._worker = asyncio.create_task(self._run(), name="micro-batcher")
+            # A fresh context: the worker serves every request, not the one that started it.
+            self._worker = asyncio.create_task(
+                self._run(), name="micro-batcher", context=contextvars.Context()
+            )
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -116,12 +122,14 @@ class MicroBatcher:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._pending:
-                if self.max_wait_s > 0 and self._queued_images() < self.max_batch_size:
+                if self.max_wait_s > 0 and self.queued_images() < self.max_batch_size:
                     await asyncio.sleep(self.max_wait_s)
                 jobs = self._take_batch()
                 if not jobs:
                     continue
                 started = time.perf_counter()
+                for job in jobs:
+                    metrics.BATCH_WAIT_SECONDS.observe(started - job.queued_at)
                 try:
                     batch = np.concatenate([job.images for job in jobs])
                     scores = await loop.run_in_executor(self._executor, self.backend.predict, batch)
@@ -132,9 +140,12 @@ class MicroBatcher:
                             job.future.set_exception(error)
                     continue
                 inference_ms = (time.perf_counter() - started) * 1000
+                metrics.FORWARD_PASS_SECONDS.observe(inference_ms / 1000)
+                metrics.FORWARD_PASS_IMAGES.observe(len(scores))
                 self._deliver(jobs, scores, inference_ms)
 
-    def _queued_images(self) -> int:
+    def queued_images(self) -> int:
+        """Images waiting for a forward pass (the pass running now not included)."""
         return sum(len(job.images) for job in self._pending)
 
     def _take_batch(self) -> list[_Job]:

@@ -10,6 +10,7 @@ threads.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from functools import partial
 import numpy as np
 from kserve import Model
 
+from . import metrics
 from .admission import ImageAdmission
 from .batching import BatchResult, MicroBatcher
 from .contract import Instance, PredictRequest, error_result, parse_request, scored_result
@@ -66,6 +68,10 @@ class LogoDetectionModel(Model):
         self.decode_limits = DecodeLimits.from_settings(settings)
         self._decode_threads = decode_threads
         self._decode_pool = ThreadPoolExecutor(decode_threads, thread_name_prefix="decode")
+        metrics.track_gauges(lambda: self.admission.in_flight, batcher.queued_images)
+        metrics.record_model_info(
+            settings.model_name, loaded.path, batcher.backend.name, loaded.class_names
+        )
         self.ready = True
 
     async def predict(self, payload, headers: dict[str, str] | None = None) -> dict:
@@ -74,13 +80,23 @@ class LogoDetectionModel(Model):
         # A request keeps at most one decode per thread in the (first-come) pool, so the images
         # of a request that arrives during a 50-image one are decoded next, not after all 50.
         decode_turns = asyncio.Semaphore(self._decode_threads)
+        admission_timer = _Timer()
         async with self.admission.admit(len(request.instances)):
+            metrics.ADMISSION_WAIT_SECONDS.observe(admission_timer.elapsed_ms() / 1000)
+            metrics.IMAGES_PER_REQUEST.observe(len(request.instances))
             outcomes = await asyncio.gather(
-                *(self._score(instance, decode_turns) for instance in request.instances)
+                *(
+                    self._score(index, instance, decode_turns)
+                    for index, instance in enumerate(request.instances)
+                )
             )
-        return self._response(request, outcomes, timer)
+        response = self._response(request, outcomes, timer)
+        metrics.PREDICT_SECONDS.observe(timer.elapsed_ms() / 1000)
+        return response
 
-    async def _score(self, instance: Instance, decode_turns: asyncio.Semaphore) -> _InstanceOutcome:
+    async def _score(
+        self, index: int, instance: Instance, decode_turns: asyncio.Semaphore
+    ) -> _InstanceOutcome:
         """Fetch, decode, then queue for a forward pass as soon as this image is ready: a
         request's first images are in the model while its other images still decode."""
         outcome = _InstanceOutcome()
@@ -88,23 +104,41 @@ class LogoDetectionModel(Model):
             data = await self._image_bytes(instance, outcome)
             async with decode_turns:
                 decode_timer = _Timer()
+                # The copied context carries the request id into the decode thread's log lines.
+                decode = partial(
+                    contextvars.copy_context().run, image_to_model_input, data, self.decode_limits
+                )
                 model_input = await asyncio.get_running_loop().run_in_executor(
-                    self._decode_pool, partial(image_to_model_input, data, self.decode_limits)
+                    self._decode_pool, decode
                 )
                 outcome.decode_ms = decode_timer.elapsed_ms()
+            metrics.DECODE_SECONDS.observe(outcome.decode_ms / 1000)
             outcome.scored = await self.batcher.predict(model_input[np.newaxis])
         except ImageError as error:
             outcome.error = error
         except Exception:  # a bug must not take down the other instances
-            logger.exception("Unexpected failure scoring %r", instance.filename)
+            logger.exception("instances[%d]: unexpected failure", index)
             outcome.error = ImageError(ErrorType.INTERNAL, "internal error; see server logs")
+        self._record(index, instance, outcome.error)
         return outcome
+
+    @staticmethod
+    def _record(index: int, instance: Instance, error: ImageError | None) -> None:
+        """Count the image's outcome; log a failure by index and type (never its bytes)."""
+        kind = metrics.input_kind(instance.image_bytes)
+        metrics.count_image(kind, None if error is None else error.error_type)
+        if error is not None:
+            logger.info(
+                "instances[%d] (%s): %s: %.300r", index, kind, error.error_type, error.message
+            )
 
     async def _image_bytes(self, instance: Instance, outcome: _InstanceOutcome) -> bytes:
         if instance.image_bytes is None:
             fetch_timer = _Timer()
             data = await self.fetcher.fetch(instance.url)
             outcome.fetch_ms = fetch_timer.elapsed_ms()
+            metrics.FETCH_SECONDS.observe(outcome.fetch_ms / 1000)
+            metrics.FETCHED_BYTES.inc(len(data))
             return data
         if len(instance.image_bytes) > self.settings.max_image_bytes:
             raise ImageError(
