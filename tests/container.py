@@ -5,12 +5,10 @@ on the host's network (loopback only), read-only root, tmpfs /tmp, as the image'
 from __future__ import annotations
 
 import subprocess
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 
-from .server_process import free_port
+from .server_process import free_port, poll_ready
 
 
 def docker(*args: str, timeout_s: float = 120, check: bool = True) -> str:
@@ -59,19 +57,13 @@ class Container:
         for source, target in self.volumes.items():
             options += ["--volume", f"{source}:{target}:ro"]
         docker("run", "--detach", "--name", self.name, *options, self.image)
-        deadline = time.monotonic() + ready_timeout_s
-        while time.monotonic() < deadline:
-            assert self.running(), f"the container exited:\n{self.logs()}"
-            try:
-                with urllib.request.urlopen(f"{self.url}/v2/health/ready", timeout=2) as answer:
-                    if answer.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.3)
+        if poll_ready(self.url, self._exited, ready_timeout_s):
+            return self
         raise AssertionError(f"not ready after {ready_timeout_s} s:\n{self.logs()}")
 
-    def running(self) -> bool:
-        return docker("inspect", "--format", "{{.State.Running}}", self.name).strip() == "true"
+    def _exited(self) -> str | None:
+        running = docker("inspect", "--format", "{{.State.Running}}", self.name).strip()
+        return None if running == "true" else f"the container exited:\n{self.logs()}"
 
     def logs(self) -> str:
         result = subprocess.run(

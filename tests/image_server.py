@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
@@ -60,3 +60,28 @@ class ImageServer:
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+
+class HeldImages:
+    """Images whose responses are held until `release()`: a request fetching them is provably
+    in flight (mid-fetch) for as long as the test wants, e.g. while it sends SIGTERM."""
+
+    def __init__(self, server: ImageServer, prefix: str, bodies: Sequence[bytes]) -> None:
+        self.released = threading.Event()
+        self.arrived: list[int] = []
+        self.urls = [
+            server.add_route(f"{prefix}/{index}.png", self._held(index, body))
+            for index, body in enumerate(bodies)
+        ]
+
+    def _held(self, index: int, body: bytes) -> Handler:
+        async def handler(request: web.Request) -> web.Response:
+            self.arrived.append(index)
+            while not self.released.is_set():
+                await asyncio.sleep(0.02)
+            return web.Response(body=body, content_type="image/png")
+
+        return handler
+
+    def release(self) -> None:
+        self.released.set()

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -20,6 +21,23 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def poll_ready(url: str, exited: Callable[[], str | None], timeout_s: float) -> bool:
+    """Poll `url`/v2/health/ready until it answers 200 (True) or `timeout_s` passes (False);
+    `exited()` says why the server can no longer get ready (raised), or None while it can."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        reason = exited()
+        if reason is not None:
+            raise RuntimeError(reason)
+        try:
+            with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as answer:
+                if answer.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.3)
+    return False
 
 
 class ServerProcess:
@@ -56,18 +74,15 @@ class ServerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + ready_timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/v2/health/ready", timeout=2) as answer:
-                    if answer.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.3)
+        if poll_ready(self.url, self._exited, ready_timeout_s):
+            return self
         self.stop()
         raise RuntimeError(f"server not ready after {ready_timeout_s} s:\n{self.log()}")
+
+    def _exited(self) -> str | None:
+        if self.process is None or self.process.poll() is None:
+            return None
+        return f"server exited with {self.process.returncode}:\n{self.log()}"
 
     def stop(self, timeout_s: float = 60) -> int:
         """SIGTERM, as Kubernetes does; returns the exit code."""

@@ -16,6 +16,7 @@ from aiohttp import web
 from PIL import Image
 
 from .conftest import loopback_fetch_settings
+from .image_server import HeldImages
 from .server_process import ServerProcess
 
 pytestmark = pytest.mark.asyncio
@@ -44,22 +45,11 @@ async def wait_for_log(server: ServerProcess, text: str, timeout_s: float = 30) 
 async def test_sigterm_finishes_the_request_in_flight_then_exits_0(image_server, http):
     """The 50 images are held by our image server until SIGTERM has been delivered, so the
     request is provably in flight (mid-fetch) when shutdown starts."""
-    release = threading.Event()
-    arrived: list[int] = []
-
-    def gated(index: int):
-        async def handler(request: web.Request) -> web.Response:
-            arrived.append(index)
-            while not release.is_set():
-                await asyncio.sleep(0.02)
-            return web.Response(body=png(index), content_type="image/png")
-
-        return handler
-
-    urls = [image_server.add_route(f"shutdown/{i}.png", gated(i)) for i in range(50)]
+    held = HeldImages(image_server, "shutdown", [png(i) for i in range(50)])
     body = {
         "instances": [
-            {"filename": f"{i}.png", "target": "logo", "url": url} for i, url in enumerate(urls)
+            {"filename": f"{i}.png", "target": "logo", "url": url}
+            for i, url in enumerate(held.urls)
         ]
     }
     server = ServerProcess(
@@ -67,7 +57,7 @@ async def test_sigterm_finishes_the_request_in_flight_then_exits_0(image_server,
     ).start()
     try:
         request = asyncio.ensure_future(http.post(server.predict_url, json=body))
-        while not arrived:
+        while not held.arrived:
             assert not request.done(), "the request ended before any image was fetched"
             await asyncio.sleep(0.02)
         server.process.terminate()  # SIGTERM
@@ -75,12 +65,12 @@ async def test_sigterm_finishes_the_request_in_flight_then_exits_0(image_server,
         with pytest.raises(aiohttp.ClientConnectionError):  # no longer accepting
             async with http.get(f"{server.url}/v2/health/live") as answer:
                 await answer.read()
-        release.set()
+        held.release()
         async with await request as answer:
             status, result = answer.status, await answer.json()
         exit_code = await asyncio.to_thread(server.process.wait, 60)
     finally:
-        release.set()
+        held.release()
         server.stop()
     assert status == 200, result
     assert [p["filename"] for p in result["predictions"]] == [f"{i}.png" for i in range(50)]
