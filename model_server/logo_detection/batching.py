@@ -7,7 +7,7 @@ request's first images are in the model while its others still decode, and image
 requests share passes. When the model is idle a lone image runs at once; while a pass runs,
 newcomers queue and share the next one, so batching costs nothing at low load and raises
 throughput under load. `max_wait_s` > 0 makes the worker linger for stragglers before a pass
-that is not yet full.
+that is not yet full, until they fill it or `max_wait_s` has passed.
 
 A job with more images than `max_batch_size` is cut into even consecutive chunks: a pass never
 exceeds the cap, which bounds the activation memory (on CPU, per-image cost is nearly flat
@@ -116,8 +116,8 @@ class MicroBatcher:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._pending:
-                if self.max_wait_s > 0 and self._queued_images() < self.max_batch_size:
-                    await asyncio.sleep(self.max_wait_s)
+                if self.max_wait_s > 0:
+                    await self._linger(loop.time() + self.max_wait_s)
                 jobs = self._take_batch()
                 if not jobs:
                     continue
@@ -133,6 +133,17 @@ class MicroBatcher:
                     continue
                 inference_ms = (time.perf_counter() - started) * 1000
                 self._deliver(jobs, scores, inference_ms)
+
+    async def _linger(self, deadline: float) -> None:
+        """Wait for stragglers until the queued images fill a pass or the deadline passes;
+        every `predict` sets the wakeup event, so each arrival is counted at once."""
+        loop = asyncio.get_running_loop()
+        while self._queued_images() < self.max_batch_size and loop.time() < deadline:
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), deadline - loop.time())
+            except TimeoutError:
+                return
 
     def _queued_images(self) -> int:
         return sum(len(job.images) for job in self._pending)
