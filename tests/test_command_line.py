@@ -9,6 +9,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from .conftest import instance, post_predict
@@ -61,6 +62,21 @@ async def test_flags_beat_the_environment(http, flagged_server):
     assert f"Starting gRPC server on [::]:{server.grpc_port}" in log  # ENABLE_GRPC=false lost
     assert listening(server.grpc_port)
     assert "nowhere.keras" not in log  # MODEL_PATH lost to --model_dir
+
+
+async def test_grpc_when_enabled_refuses_inference_with_the_same_clear_error(flagged_server):
+    from grpc.aio import AioRpcError
+    from kserve import InferenceGRPCClient, InferInput, InferRequest
+
+    image = InferInput("image", [1], "BYTES")
+    image.set_data_from_numpy(np.array([png()], dtype=np.object_))
+    client = InferenceGRPCClient(f"127.0.0.1:{flagged_server.grpc_port}")
+    try:
+        with pytest.raises(AioRpcError) as refused:
+            await client.infer(InferRequest(model_name="foo", infer_inputs=[image]))
+    finally:
+        await client.close()
+    assert "v1 protocol only" in refused.value.details(), refused.value
 
 
 async def test_grpc_is_closed_by_default(server):
