@@ -5,12 +5,32 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from .server_process import free_port
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class HeldResponse:
+    """A URL whose answer the image server holds until the test releases it. A request that
+    asked for it is provably in flight, and cannot finish, until then; no clock involved."""
+
+    url: str = ""
+    arrived: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    async def wait_until_requested(self, by: asyncio.Future) -> None:
+        """Until the model server has asked for the URL (`by` must still be running)."""
+        while not self.arrived.is_set():
+            assert not by.done(), f"the request ended before fetching {self.url}: {by.result()}"
+            await asyncio.sleep(0.01)
+
+    def release(self) -> None:
+        self.released.set()
 
 
 class ImageServer:
@@ -34,6 +54,20 @@ class ImageServer:
     def add_route(self, path: str, handler: Handler) -> str:
         self.routes[path.lstrip("/")] = handler
         return self.url(path)
+
+    def add_held_file(
+        self, path: str, data: bytes, content_type: str = "image/jpeg"
+    ) -> HeldResponse:
+        held = HeldResponse()
+
+        async def handler(_request: web.Request) -> web.Response:
+            held.arrived.set()
+            while not held.released.is_set():
+                await asyncio.sleep(0.01)
+            return web.Response(body=data, content_type=content_type)
+
+        held.url = self.add_route(path, handler)
+        return held
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.match_info["path"]

@@ -113,17 +113,17 @@ async def test_a_request_outlasting_the_grace_period_does_not_hold_up_the_exit(i
         while not arrived.is_set():
             assert not request.done(), "the request ended before the image was fetched"
             await asyncio.sleep(0.02)
-        started = time.monotonic()
         server.process.terminate()
-        exit_code = await asyncio.to_thread(server.process.wait, 60)
-        took = time.monotonic() - started
+        # the image stays held until after the exit (fetch timeout 120 s): only the grace
+        # period can end the request
+        exit_code = await asyncio.to_thread(server.process.wait, 100)
         with contextlib.suppress(aiohttp.ClientError):
             (await request).release()
     finally:
         release.set()
         server.stop()
     assert exit_code == 0, server.log()
-    assert took < 2 + 15, f"exit took {took:.1f} s with a 2 s grace period"
+    assert "timeout graceful shutdown exceeded" in server.log()
 
 
 async def test_idle_sigterm_exits_0_with_a_clean_log():
