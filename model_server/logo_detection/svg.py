@@ -56,12 +56,12 @@ def rasterize_svg(data: bytes, limits: SvgLimits = SvgLimits()) -> bytes:
     """Render the SVG so its longest side is `limits.render_size` pixels; returns PNG bytes."""
     if len(data) > limits.max_bytes:
         raise ImageError(ErrorType.TOO_LARGE, f"the SVG is larger than {limits.max_bytes} bytes")
+    dtd = read_dtd(data)  # before anything copies the bytes: refusals stay cheap
+    check_expansion(data, dtd, limits.max_bytes)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ImageError(ErrorType.DECODE_FAILED, "the SVG is not UTF-8 encoded") from None
-    dtd = read_dtd(data)
-    check_expansion(data, dtd, limits.max_bytes)
     root = parse_svg(data, dtd)
     check_svg_tree(root, limits.max_elements)
     if dtd.has_internal_subset:
