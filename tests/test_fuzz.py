@@ -127,7 +127,7 @@ COMMONS_RULE = re.compile(
 NAMES = st.sampled_from(["a", "b", "ns_svg", "st0", "x.y", "%p", "é"])
 VALUE_PIECES = st.sampled_from(
     ["x", "#c00", " ", "é", "<", ">", "'", '"', "%", "&", ";", "&amp;", "&quot;", "&apos;",
-     "&a;", "&#60;", "&lt;", "]>", "--"]
+     "&a;", "&#60;", "&lt;", "]>", "--", "\r\n"]
 )  # fmt: skip
 
 

@@ -23,6 +23,7 @@ from .conftest import instance, post_predict
 from .hostile_support import MIB, PeakRss, assert_healthy, png
 from .svg_dtd_documents import (
     DRAWING,
+    SVG_NS,
     Refused,
     accepted_pairs,
     alias_chain_subset,
@@ -140,9 +141,27 @@ def test_the_parser_refuses_declarations_the_reader_did_not_accept():
         with pytest.raises(ImageError) as refused:
             parse_svg(with_subset(subset), Dtd(has_internal_subset=True))
         assert reason in refused.value.message, (subset, refused.value.message)
+    checked_another_value = Dtd(has_internal_subset=True, values={b"a": b"&b;"})
+    with pytest.raises(ImageError) as refused:
+        parse_svg(with_subset('<!ENTITY a "&b;&b;">'), checked_another_value)
+    assert "which was not checked" in refused.value.message
     with pytest.raises(ImageError) as refused:
         parse_svg(with_subset(""), Dtd())
     assert "could not be read" in refused.value.message
+
+
+def test_values_reach_the_tree_as_xml_reads_them():
+    """Line ends, non-ASCII text, &amp; and a character reference as an alias: the parser's own
+    reading of each value matches the reader's (else the parser would refuse the declaration)."""
+    subset = (
+        '<!ENTITY t "Caf\u00e9 &amp; co\r\nline\rtwo">'
+        '<!ENTITY greater "&#62;"><!ENTITY hex \'&#x3E;\'><!ENTITY r "&greater;">'
+    )
+    body = f'<svg xmlns="{SVG_NS}"><title>&t;</title><desc a="&hex;">&r;</desc></svg>'
+    document = with_subset(subset, body)
+    title, desc = parse_svg(document, read_dtd(document))
+    assert title.text == "Caf\u00e9 & co\nline\ntwo"
+    assert desc.text == ">" and desc.get("a") == ">"
 
 
 def test_the_expansion_bound_counts_references_not_ampersands():

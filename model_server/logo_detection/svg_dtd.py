@@ -17,8 +17,9 @@ chain at most `MAX_ALIAS_DEPTH` deep (expat recurses once per level: a chain of 
 
 `read_dtd` applies the rule to the raw bytes with a strict tokenizer before any XML parser sees
 the document; `DtdEnforcingParser` then has expat refuse any declaration `read_dtd` did not
-accept, so the two cannot silently disagree. No reference expands to more than 255 bytes, and
-`check_expansion` bounds the whole document after expansion (no quadratic blow-up).
+accept with that very value, so the two cannot silently disagree. No reference expands to more
+than 255 bytes, and `check_expansion` bounds the whole document after expansion (no quadratic
+blow-up).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ _EXTERNAL_ENTITY = re.compile(rb"<!ENTITY\s+(\S+)\s+(SYSTEM|PUBLIC)\b")
 _ALIAS = re.compile(rb"&([^\"%&;]{1,64});")
 _PLAIN_DOUBLE_QUOTED = re.compile(rb'(?:[^"%&]|&amp;|&quot;)*')
 _PLAIN_SINGLE_QUOTED = re.compile(rb"(?:[^'%&]|&amp;|&apos;)*")
+_CHARACTER_ALIAS = re.compile(rb"&#(x[0-9a-fA-F]+|[0-9]+);")
 _REFERENCE = re.compile(rb"&([^&;\s]+);")  # every entity reference; also some non-names
 _COUNT_CHUNK_BYTES = 64 * 1024  # references are counted a chunk at a time: bounded memory
 
@@ -82,6 +84,7 @@ class Dtd:
     has_internal_subset: bool = False
     # entity name (raw UTF-8) -> the most bytes one reference expands to, aliases followed
     expansions: Mapping[bytes, int] = field(default_factory=dict)
+    values: Mapping[bytes, bytes] = field(default_factory=dict)  # entity name -> value, raw
     graphviz_xlink: bool = False
     end: int = 0  # offset just past the DOCTYPE declaration (0: none found)
 
@@ -100,18 +103,20 @@ def read_dtd(data: bytes) -> Dtd:
         return Dtd(end=doctype.end())
     sizes: dict[bytes, int] = {}  # plain entities
     aliases: dict[bytes, bytes] = {}  # alias -> the entity it refers to
+    values: dict[bytes, bytes] = {}
     graphviz_xlink = False
     limit = doctype.end() + MAX_SUBSET_BYTES
     for token in _SUBSET_TOKEN.finditer(data, doctype.end(), limit):
         kind = token.lastgroup
         if kind == "entity":
             name, double_quoted, single_quoted = token.group(2, 3, 4)
-            value = _entity_value(name, double_quoted, single_quoted)
-            if name not in sizes and name not in aliases:  # XML: the first declaration binds
-                if isinstance(value, int):
-                    sizes[name] = value
+            meaning = _entity_value(name, double_quoted, single_quoted)
+            if name not in values:  # XML: the first declaration binds
+                values[name] = double_quoted if double_quoted is not None else single_quoted
+                if isinstance(meaning, int):
+                    sizes[name] = meaning
                 else:
-                    aliases[name] = value
+                    aliases[name] = meaning
         elif kind == "comment":
             body = token.group(6)
             if b"--" in body or body.endswith(b"-"):
@@ -122,6 +127,7 @@ def read_dtd(data: bytes) -> Dtd:
             return Dtd(
                 has_internal_subset=True,
                 expansions=_expansions(sizes, aliases),
+                values=values,
                 graphviz_xlink=graphviz_xlink,
                 end=token.end(),
             )
@@ -195,9 +201,10 @@ class DtdEnforcingParser(DefusedXMLParser):
         pubid: str | None,
         notation_name: str | None,
     ) -> None:
-        if is_parameter_entity or sysid or pubid or notation_name:
+        if is_parameter_entity or sysid or pubid or notation_name or value is None:
             raise UnsafeDtd(f"the DTD declares the external or parameter entity {name!r}")
-        if name.encode() not in self._dtd.expansions:
+        checked = self._dtd.values.get(name.encode())
+        if checked is None or value != _replacement_text(checked):
             raise UnsafeDtd(f"the DTD declares the entity {name!r}, which was not checked")
 
     def _attlist_declaration(self, *declaration: object) -> None:
@@ -244,6 +251,18 @@ def _entity_value(
             f"the value of entity {_text(name)} is {size} bytes (at most {MAX_VALUE_BYTES})"
         )
     return size
+
+
+def _replacement_text(value: bytes) -> str | None:
+    """The value as expat reports it: a character reference (only as an alias here) replaced."""
+    reference = _CHARACTER_ALIAS.fullmatch(value)
+    if reference is None:  # XML reads every line end as a line feed
+        return value.replace(b"\r\n", b"\n").replace(b"\r", b"\n").decode("utf-8", "replace")
+    digits = reference.group(1)
+    try:
+        return chr(int(digits[1:], 16) if digits.startswith(b"x") else int(digits))
+    except ValueError:  # not a number, or out of range: expat refuses it as well
+        return None
 
 
 def _text(name: bytes) -> str:
