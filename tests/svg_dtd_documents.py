@@ -52,6 +52,14 @@ def _pair(prolog: str, subset: str, template: str, values: dict[str, str]) -> Dt
     return DtdPair(with_dtd.encode(), without_dtd.encode())
 
 
+def _illustrator_prolog(encoding: str, generator: str, doctype: str) -> str:
+    return (
+        f'<?xml version="1.0" encoding="{encoding}"?>\n'
+        f"<!-- Generator: Adobe Illustrator {generator}  -->\n"
+        f"<!DOCTYPE svg {doctype} [SUBSET]>\n"
+    )
+
+
 def _declarations(values: dict[str, str], quote: str = '"') -> str:
     return "".join(f"\t<!ENTITY {name} {quote}{value}{quote}>\n" for name, value in values.items())
 
@@ -68,11 +76,11 @@ def illustrator_9(extra_styles: int = 0) -> DtdPair:
         f"st{i}": f"fill:#{i:06X};stroke:#000000;stroke-width:0.5;"
         for i in range(3, 3 + extra_styles)
     }
-    prolog = (
-        '<?xml version="1.0" encoding="iso-8859-1"?>\n'
-        "<!-- Generator: Adobe Illustrator 9.0, SVG Export Plug-In  -->\n"
-        '<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 20000303 Stylable//EN" '
-        '"http://www.w3.org/TR/2000/03/WD-SVG-20000303/DTD/svg-20000303-stylable.dtd" [SUBSET]>\n'
+    prolog = _illustrator_prolog(
+        "iso-8859-1",
+        "9.0, SVG Export Plug-In",
+        'PUBLIC "-//W3C//DTD SVG 20000303 Stylable//EN" '
+        '"http://www.w3.org/TR/2000/03/WD-SVG-20000303/DTD/svg-20000303-stylable.dtd"',
     )
     template = (
         f'<svg xmlns="{SVG_NS}" width="240" height="160" viewBox="0 0 240 160" '
@@ -88,12 +96,10 @@ def illustrator_9(extra_styles: int = 0) -> DtdPair:
 def illustrator_10() -> DtdPair:
     """Illustrator 10: SVG 1.0 DTD, every namespace as an entity, xmlns="&ns_svg;", the
     <switch> with the private-data <foreignObject requiredExtensions="&ns_ai;">."""
-    prolog = (
-        '<?xml version="1.0" encoding="utf-8"?>\n'
-        "<!-- Generator: Adobe Illustrator 10.0, SVG Export Plug-In . SVG Version: 3.0.0 "
-        "Build 76)  -->\n"
-        '<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.0//EN" '
-        '"http://www.w3.org/TR/2001/REC-SVG-20010904/DTD/svg10.dtd" [SUBSET]>\n'
+    prolog = _illustrator_prolog(
+        "utf-8",
+        "10.0, SVG Export Plug-In . SVG Version: 3.0.0 Build 76)",
+        'PUBLIC "-//W3C//DTD SVG 1.0//EN" "http://www.w3.org/TR/2001/REC-SVG-20010904/DTD/svg10.dtd"',
     )
     template = (
         '<svg  xmlns:x="{ns_extend}" xmlns:i="{ns_ai}" xmlns:graph="{ns_graphs}" '
@@ -124,12 +130,10 @@ def illustrator_10() -> DtdPair:
 def illustrator_cs2() -> DtdPair:
     """Illustrator CS/CS2 (SVG Export 6.00): single-quoted DOCTYPE, ns_svg and ns_xlink only."""
     values = {"ns_svg": SVG_NS, "ns_xlink": XLINK_NS}
-    prolog = (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        "<!-- Generator: Adobe Illustrator 12.0.1, SVG Export Plug-In . SVG Version: 6.00 "
-        "Build 51448)  -->\n"
-        "<!DOCTYPE svg  PUBLIC '-//W3C//DTD SVG 1.1//EN'  "
-        "'http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd' [SUBSET]>\n"
+    prolog = _illustrator_prolog(
+        "UTF-8",
+        "12.0.1, SVG Export Plug-In . SVG Version: 6.00 Build 51448)",
+        " PUBLIC '-//W3C//DTD SVG 1.1//EN'  'http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd'",
     )
     template = (
         '<svg id="Layer_1" xmlns="{ns_svg}" xmlns:xlink="{ns_xlink}" width="300" height="200" '
@@ -147,11 +151,8 @@ def illustrator_cs6() -> DtdPair:
     Save-for-Web metadata; the SVG namespace itself written out."""
     adobe = {k: v for k, v in ILLUSTRATOR_NAMESPACES.items() if k not in ("ns_flows", "ns_svg")}
     adobe.pop("ns_xlink")
-    prolog = (
-        '<?xml version="1.0" encoding="utf-8"?>\n'
-        "<!-- Generator: Adobe Illustrator 16.0.0, SVG Export Plug-In . SVG Version: 6.00 "
-        "Build 0)  -->\n"
-        f"<!DOCTYPE svg {SVG11_PUBLIC} [SUBSET]>\n"
+    prolog = _illustrator_prolog(
+        "utf-8", "16.0.0, SVG Export Plug-In . SVG Version: 6.00 Build 0)", SVG11_PUBLIC
     )
     template = (
         '<svg version="1.1" id="Layer_1" xmlns:x="{ns_extend}" xmlns:i="{ns_ai}" '
