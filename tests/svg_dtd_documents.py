@@ -341,7 +341,9 @@ def refused_forms() -> dict[str, Refused]:
             "decode_failed",
             "processing instruction",
         ),
-        "malformed comment": Refused("<!-- a -- b -->", "decode_failed", "malformed comment"),
+        "malformed comment": Refused(
+            "<!-- a -- b -->", "decode_failed", "malformed or unterminated"
+        ),
         "aliases 33 deep": Refused(
             alias_chain_subset(33), "decode_failed", "more than 32 deep", "&e33;"
         ),

@@ -43,9 +43,10 @@ _PREDEFINED_ENTITIES = frozenset({b"amp", b"lt", b"gt", b"quot", b"apos"})
 _CHARACTER_REFERENCE_BYTES = 4  # `&#...;` in an alias: one character, at most 4 bytes of UTF-8
 
 _LITERAL = rb"(?:\"[^\"]*\"|'[^']*')"
+_COMMENT = rb"<!--[^-]*+(?:-[^-]++)*+-->"  # XML's: no "--" inside, no "-" before the end
 # Spaces, comments and processing instructions (the XML declaration too); possessive: one pass,
 # no backtracking state kept, however long.
-_PROLOG = re.compile(rb"(?:\s+|<\?.*?\?>|<!--.*?-->)*+", re.DOTALL)
+_PROLOG = re.compile(rb"(?:\s*+(?:" + _COMMENT + rb"|<\?.*?\?>))*+\s*+", re.DOTALL)
 _DOCTYPE = re.compile(
     rb"<!DOCTYPE\s+[^\s\[>]+(?:\s+(?:SYSTEM\s*" + _LITERAL
     + rb"|PUBLIC\s*" + _LITERAL + rb"\s*" + _LITERAL + rb"))?\s*(\[)?"
@@ -54,7 +55,7 @@ _DOCTYPE = re.compile(
 # (empty) matches where nothing allowed starts, so successive matches leave no gap.
 _SUBSET_TOKEN = re.compile(
     rb"\s*(?:(?P<entity><!ENTITY\s+(\S+)\s+(?:\"([^\"]*)\"|'([^']*)')\s*>)"
-    rb"|(?P<comment><!--(.*?)-->)"
+    rb"|(?P<comment>" + _COMMENT + rb")"
     rb"|(?P<graphviz>" + re.escape(GRAPHVIZ_ATTLIST) + rb")"
     rb"|(?P<end>\]\s*>)"
     rb"|(?P<other>))",
@@ -106,7 +107,7 @@ def read_dtd(data: bytes) -> Dtd:
     values: dict[bytes, bytes] = {}
     graphviz_xlink = False
     limit = doctype.end() + MAX_SUBSET_BYTES
-    for token in _SUBSET_TOKEN.finditer(data, doctype.end(), limit):
+    for token in _SUBSET_TOKEN.finditer(data, doctype.end(), limit):  # comments: nothing to do
         kind = token.lastgroup
         if kind == "entity":
             name, double_quoted, single_quoted = token.group(2, 3, 4)
@@ -117,10 +118,6 @@ def read_dtd(data: bytes) -> Dtd:
                     sizes[name] = meaning
                 else:
                     aliases[name] = meaning
-        elif kind == "comment":
-            body = token.group(6)
-            if b"--" in body or body.endswith(b"-"):
-                raise UnsafeDtd("the DTD holds a malformed comment ('--' inside)")
         elif kind == "graphviz":
             graphviz_xlink = True
         elif kind == "end":
@@ -131,7 +128,7 @@ def read_dtd(data: bytes) -> Dtd:
                 graphviz_xlink=graphviz_xlink,
                 end=token.end(),
             )
-        else:  # nothing this rule allows starts here, or the subset is too long
+        elif kind == "other":  # nothing this rule allows starts here, or the subset is too long
             position = token.start("other")
             if _SUBSET_TOKEN.match(data, position).lastgroup != "other":
                 raise UnsafeDtd(f"the DTD's internal subset is over {MAX_SUBSET_BYTES} bytes")
@@ -283,7 +280,7 @@ def _refusal_reason(data: bytes, position: int) -> str:
         (b"<!ELEMENT", "the DTD declares an element (<!ELEMENT>)"),
         (b"<!ATTLIST", "the DTD declares an attribute list (<!ATTLIST>) other than Graphviz's"),
         (b"<!NOTATION", "the DTD declares a notation (<!NOTATION>)"),
-        (b"<!--", "the DTD holds an unterminated comment"),
+        (b"<!--", "the DTD holds a malformed or unterminated comment"),
         (b"<?", "the DTD holds a processing instruction"),
         (b"%", "the DTD refers to a parameter entity (%name;)"),
     ):
