@@ -13,6 +13,7 @@ from model_server.logo_detection.errors import ErrorType, ImageError
 from model_server.logo_detection.svg import SvgLimits, parse_svg, rasterize_svg
 from model_server.logo_detection.svg_dtd import (
     MAX_ALIAS_DEPTH,
+    MAX_PROLOG_BYTES,
     MAX_SUBSET_BYTES,
     Dtd,
     check_expansion,
@@ -106,7 +107,7 @@ def _declarations_filling(size: int) -> str:
         (
             "a 10 MiB prolog of comments, then a parameter entity",
             b"<!---->" * (MAX_BYTES // 7 - 100) + with_subset("<!ENTITY % p 'x'>"),
-            "parameter entity",
+            f"after over {MAX_PROLOG_BYTES} bytes of comments",
         ),
         (
             "billion laughs referenced 1.5 million times",
@@ -127,6 +128,12 @@ def test_refusing_any_dtd_up_to_the_size_limit_is_bounded(name, document, reason
     error, peak_mib, elapsed_ms = refused_in_bounded_memory(document)
     assert reason in error.message, error.message
     print(f"{name} ({len(document) / MIB:.1f} MiB): {elapsed_ms:.1f} ms, {peak_mib:.2f} MiB")
+
+
+def test_a_dtd_after_long_comments_within_the_bound_is_read():
+    comments = b"<!-- Generator: a very talkative exporter -->\n" * (MAX_PROLOG_BYTES // 60)
+    dtd = read_dtd(comments + ACCEPTED["aliases"].with_dtd.split(b"?>", 1)[1])
+    assert dtd.expansions[b"fill"] == len("#7A1FA2")
 
 
 def test_the_parser_refuses_declarations_the_reader_did_not_accept():

@@ -10,10 +10,11 @@ Adobe Illustrator writes entity declarations into its SVG exports (`<!ENTITY ns_
 - Graphviz's `<!ATTLIST svg xmlns:xlink CDATA #FIXED "http://www.w3.org/1999/xlink">`.
 Everything else is refused: SYSTEM/PUBLIC and parameter (`%`) entities, values built from other
 entities (billion laughs), `<!ELEMENT>`, other `<!ATTLIST>`, `<!NOTATION>`, processing
-instructions. Two bounds are added to the rule, far above what exporters write: aliases may
-chain at most `MAX_ALIAS_DEPTH` deep (expat recurses once per level: a chain of 100,000 aliases,
-2.5 MB, overflows its stack and kills the process), and the internal subset may hold at most
-`MAX_SUBSET_BYTES` (reading, or refusing, any DTD then takes milliseconds and little memory).
+instructions. Bounds are added to the rule, far above what exporters write: aliases may chain
+at most `MAX_ALIAS_DEPTH` deep (expat recurses once per level: a chain of 100,000 aliases, 2.5
+MB, overflows its stack and kills the process), and the internal subset and the comments before
+the DOCTYPE may each hold at most 256 KiB (reading, or refusing, any DTD then takes milliseconds
+and little memory, however large the document).
 
 `read_dtd` applies the rule to the raw bytes with a strict tokenizer before any XML parser sees
 the document; `DtdEnforcingParser` then has expat refuse any declaration `read_dtd` did not
@@ -37,6 +38,7 @@ from .errors import ErrorType, ImageError
 MAX_VALUE_BYTES = 255
 MAX_ALIAS_DEPTH = 32
 MAX_SUBSET_BYTES = 256 * 1024
+MAX_PROLOG_BYTES = 256 * 1024  # comments and processing instructions before the DOCTYPE
 GRAPHVIZ_ATTLIST = b'<!ATTLIST svg xmlns:xlink CDATA #FIXED "http://www.w3.org/1999/xlink">'
 _GRAPHVIZ_DECLARATION = ("svg", "xmlns:xlink", "CDATA", "http://www.w3.org/1999/xlink", 1)
 _PREDEFINED_ENTITIES = frozenset({b"amp", b"lt", b"gt", b"quot", b"apos"})
@@ -46,7 +48,9 @@ _LITERAL = rb"(?:\"[^\"]*\"|'[^']*')"
 _COMMENT = rb"<!--[^-]*+(?:-[^-]++)*+-->"  # XML's: no "--" inside, no "-" before the end
 # Spaces, comments and processing instructions (the XML declaration too); possessive: one pass,
 # no backtracking state kept, however long.
-_PROLOG = re.compile(rb"(?:\s*+(?:" + _COMMENT + rb"|<\?.*?\?>))*+\s*+", re.DOTALL)
+_PROLOG_ITEM = rb"\s*+(?:" + _COMMENT + rb"|<\?.*?\?>)"
+_PROLOG = re.compile(rb"(?:" + _PROLOG_ITEM + rb")*+\s*+", re.DOTALL)
+_ONE_PROLOG_ITEM = re.compile(_PROLOG_ITEM, re.DOTALL)
 _DOCTYPE = re.compile(
     rb"<!DOCTYPE\s+[^\s\[>]+(?:\s+(?:SYSTEM\s*" + _LITERAL
     + rb"|PUBLIC\s*" + _LITERAL + rb"\s*" + _LITERAL + rb"))?\s*(\[)?"
@@ -99,6 +103,8 @@ def read_dtd(data: bytes) -> Dtd:
     position = _skip_prolog(data)
     doctype = _DOCTYPE.match(data, position)
     if doctype is None:
+        if _ONE_PROLOG_ITEM.match(data, position) and data.find(b"<!DOCTYPE", position) >= 0:
+            raise UnsafeDtd(f"the DOCTYPE comes after over {MAX_PROLOG_BYTES} bytes of comments")
         return Dtd()
     if doctype.group(1) is None:
         return Dtd(end=doctype.end())
@@ -216,8 +222,10 @@ class DtdEnforcingParser(DefusedXMLParser):
 
 
 def _skip_prolog(data: bytes) -> int:
-    """Offset past the BOM, XML declaration, comments, processing instructions and spaces."""
-    prolog = _PROLOG.match(data, 3 if data.startswith(b"\xef\xbb\xbf") else 0)
+    """Offset past the BOM, XML declaration, comments, processing instructions and spaces,
+    within the first MAX_PROLOG_BYTES."""
+    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    prolog = _PROLOG.match(data, start, start + MAX_PROLOG_BYTES)
     assert prolog is not None  # the pattern matches the empty string
     return prolog.end()
 
