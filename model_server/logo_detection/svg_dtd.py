@@ -326,8 +326,7 @@ def _expansions(sizes: dict[bytes, int], aliases: Mapping[bytes, bytes]) -> dict
 
 def _too_deep(name: bytes) -> UnsafeDtd:
     return UnsafeDtd(
-        f"the entity {name.decode('utf-8', 'replace')!r} is an alias of an alias... more than "
-        f"{MAX_ALIAS_DEPTH} deep"
+        f"the aliases from entity {_text(name)} chain more than {MAX_ALIAS_DEPTH} deep"
     )
 
 
