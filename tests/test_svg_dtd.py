@@ -69,7 +69,7 @@ def test_aliases_up_to_the_depth_bound_are_expanded():
     chain = alias_chain_subset(MAX_ALIAS_DEPTH).replace('"deep"', '"#1565C0"')
     deepest = f"&e{MAX_ALIAS_DEPTH};"
     with_aliases = with_subset(chain, DRAWING.replace("/>", f' fill="{deepest}"/>') + "</svg>")
-    plain = with_subset("", DRAWING.replace("/>", ' fill="#1565C0"/>') + "</svg>")
+    plain = (DRAWING.replace("/>", ' fill="#1565C0"/>') + "</svg>").encode()
     assert read_dtd(with_aliases).expansions[deepest[1:-1].encode()] == len("#1565C0")
     assert rasterize_svg(with_aliases) == rasterize_svg(plain)
 
