@@ -239,11 +239,12 @@ async def test_concurrent_requests_each_get_their_own_results(http, server):
 
 
 async def test_a_full_image_budget_answers_503_then_recovers(http, image_server, samples):
-    """MAX_IMAGES_IN_FLIGHT=1: while a held fetch keeps the only slot, others get 503."""
+    """MAX_IMAGES_IN_FLIGHT=1, MAX_QUEUE_WAIT_S=0: while a held fetch keeps the only slot, others
+    get 503 at once; with the slot free, requests are admitted without waiting."""
     held = image_server.add_held_file("slow/held.png", samples["Cambia_logo.png"], "image/png")
     with ServerProcess(
         max_images_in_flight=1,
-        max_queue_wait_s=0.3,
+        max_queue_wait_s=0,
         fetch_read_timeout_s=600,
         fetch_total_timeout_s=600,
         **loopback_fetch_settings(image_server),
