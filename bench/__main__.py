@@ -3,7 +3,8 @@
 1. In-process: load the model, pick the serving backend exactly as the server does, check its
    scores against TensorFlow, time the floor (decode + forward pass) and the naive baseline.
 2. Start the real server with that backend and a local image server, warm it up, then drive
-   each workload over real HTTP (base64 and URL instances) and watch the server's RSS.
+   each workload over real HTTP (base64 and URL instances) and watch the server's RSS; then
+   health checks and a 1-image request beside a 50-image one (interference.py).
 3. A soak of `--soak-requests` more requests shows whether RSS drifts.
 Results: a table on stdout, and JSON + markdown under bench/results/.
 """
@@ -26,7 +27,7 @@ from model_server.logo_detection.settings import Settings
 from tests.image_server import ImageServer
 from tests.server_process import ServerProcess
 
-from . import images, report
+from . import images, interference, report
 from .load import LoadResult, predict_body, run_load
 from .memory import RssMonitor
 
@@ -239,6 +240,15 @@ async def drive(
                     session, url, bodies(work), work.per_request, work.requests, work.concurrency
                 )
                 rows.append(row_summary(work, outcome))
+            progress("  beside a 50-image request: health checks and a 1-image request ...")
+            result["interference"] = await interference.measure(
+                session,
+                server.url,
+                url,
+                predict_body(images=singles["1024px"][:50]),
+                predict_body(images=singles["1024px"][:1]),
+                rounds=2 if quick else 10,
+            )
             progress(f"  soak: {soak_requests} requests ...")
             soak_bodies = bodies(Workload("1024px", 1, 10, "base64", soak_requests))
             soak = await run_load(session, url, soak_bodies, 1, soak_requests, 10)

@@ -9,6 +9,8 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
+from . import interference
+
 GIB = 1024**3
 
 
@@ -113,6 +115,7 @@ def markdown(result: dict) -> str:
         f" MiB after {memory['soak_requests']} more requests (drift {memory['rss_drift']:+.1%}).",
         f"Parity: max |score - TensorFlow| = {result['parity']['max_abs_diff']:.2g} over "
         f"{result['parity']['images']} images.",
+        interference.markdown(result["interference"]) if "interference" in result else "",
         "",
         "| target | measured | met |",
         "|---|---|---|",

@@ -4,13 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from .server_process import free_port
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class HeldResponse:
+    """A URL whose answer the image server holds until the test releases it. A request that
+    asked for it is provably in flight, and cannot finish, until then; no clock involved."""
+
+    url: str = ""
+    arrived: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    async def wait_until_requested(self, by: asyncio.Future) -> None:
+        """Until the model server has asked for the URL (`by` must still be running)."""
+        while not self.arrived.is_set():
+            assert not by.done(), f"the request ended before fetching {self.url}: {by.result()}"
+            await asyncio.sleep(0.01)
+
+    def release(self) -> None:
+        self.released.set()
 
 
 class ImageServer:
@@ -34,6 +54,20 @@ class ImageServer:
     def add_route(self, path: str, handler: Handler) -> str:
         self.routes[path.lstrip("/")] = handler
         return self.url(path)
+
+    def add_held_file(
+        self, path: str, data: bytes, content_type: str = "image/jpeg"
+    ) -> HeldResponse:
+        held = HeldResponse()
+
+        async def handler(_request: web.Request) -> web.Response:
+            held.arrived.set()
+            while not held.released.is_set():
+                await asyncio.sleep(0.01)
+            return web.Response(body=data, content_type=content_type)
+
+        held.url = self.add_route(path, handler)
+        return held
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.match_info["path"]
@@ -60,28 +94,3 @@ class ImageServer:
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
-
-
-class HeldImages:
-    """Images whose responses are held until `release()`: a request fetching them is provably
-    in flight (mid-fetch) for as long as the test wants, e.g. while it sends SIGTERM."""
-
-    def __init__(self, server: ImageServer, prefix: str, bodies: Sequence[bytes]) -> None:
-        self.released = threading.Event()
-        self.arrived: list[int] = []
-        self.urls = [
-            server.add_route(f"{prefix}/{index}.png", self._held(index, body))
-            for index, body in enumerate(bodies)
-        ]
-
-    def _held(self, index: int, body: bytes) -> Handler:
-        async def handler(request: web.Request) -> web.Response:
-            self.arrived.append(index)
-            while not self.released.is_set():
-                await asyncio.sleep(0.02)
-            return web.Response(body=body, content_type="image/png")
-
-        return handler
-
-    def release(self) -> None:
-        self.released.set()

@@ -23,6 +23,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+SERVER_COMMAND = (sys.executable, "-m", "model_server.logo_detection")
+
+
 def poll_ready(url: str, exited: Callable[[], str | None], timeout_s: float) -> bool:
     """Poll `url`/v2/health/ready until it answers 200 (True) or `timeout_s` passes (False);
     `exited()` says why the server can no longer get ready (raised), or None while it can."""
@@ -41,11 +44,17 @@ def poll_ready(url: str, exited: Callable[[], str | None], timeout_s: float) -> 
 
 
 class ServerProcess:
-    """`python -m model_server.logo_detection` with its settings from `env`; logs to a file."""
+    """`python -m model_server.logo_detection [argv]` with its settings from `env` (and `argv`:
+    when it names other ports or model name, set `http_port`/`model_name` to match); logs to a
+    file."""
 
-    def __init__(self, model_path: Path = DEFAULT_MODEL, **env: object) -> None:
+    def __init__(
+        self, model_path: Path = DEFAULT_MODEL, argv: tuple[str, ...] = (), **env: object
+    ) -> None:
         self.http_port = free_port()
         self.grpc_port = free_port()
+        self.argv = tuple(argv)
+        self.model_name: str | None = None  # None: MODEL_NAME from env, else the default
         self.env = {
             **os.environ,
             "MODEL_PATH": str(model_path),
@@ -63,12 +72,12 @@ class ServerProcess:
 
     @property
     def predict_url(self) -> str:
-        name = self.env.get("MODEL_NAME", "logo-detection")
+        name = self.model_name or self.env.get("MODEL_NAME", "logo-detection")
         return f"{self.url}/v1/models/{name}:predict"
 
     def start(self, ready_timeout_s: float = 180) -> ServerProcess:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "model_server.logo_detection"],
+            [*SERVER_COMMAND, *self.argv],
             cwd=REPO_ROOT,
             env=self.env,
             stdout=self._log,
@@ -108,11 +117,14 @@ class ServerProcess:
         self._log.close()
 
 
-def run_to_exit(model_path: Path, timeout_s: float = 180, **env: object) -> tuple[int, str]:
-    """Run the server expecting it to refuse to start; returns (exit code, output)."""
+def run_to_exit(
+    model_path: Path, timeout_s: float = 180, argv: tuple[str, ...] = (), **env: object
+) -> tuple[int, str]:
+    """Run the server expecting it to exit by itself (refusing to start, or --help); returns
+    (exit code, output)."""
     server = ServerProcess(model_path, **env)
     result = subprocess.run(
-        [sys.executable, "-m", "model_server.logo_detection"],
+        [*SERVER_COMMAND, *argv],
         cwd=REPO_ROOT,
         env=server.env,
         capture_output=True,

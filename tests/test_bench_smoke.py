@@ -29,4 +29,6 @@ def test_bench_quick_run_writes_results(tmp_path):
     assert all(row["floor_ms"] > 0 and row["naive_ms"] > 0 for row in rows)
     assert result["parity"]["max_abs_diff"] <= 1e-5
     assert result["memory"]["peak_rss_bytes"] > 0 and result["memory"]["soak_errors"] == 0
+    beside = result["interference"]
+    assert beside["rounds"] == 2 and beside["health_checks"] > 0 and beside["small_p50_ms"] > 0
     assert "| workload |" in md_file.read_text() and "| workload |" in finished.stdout

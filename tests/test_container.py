@@ -30,7 +30,6 @@ from kubernetes.utils import parse_quantity
 from .conftest import instance, loopback_fetch_settings
 from .container import Container, docker
 from .hostile_support import billion_laughs_svg, png, png_bomb
-from .image_server import HeldImages
 from .server_process import REPO_ROOT, ServerProcess
 
 pytestmark = pytest.mark.timeout(1800)  # a cold build takes minutes
@@ -242,21 +241,25 @@ async def wait_for_log(container: Container, text: str, timeout_s: float = 30) -
 async def test_sigterm_during_a_50_image_request_answers_it_and_exits_0(image, image_server, http):
     """The images are held back by our image server until SIGTERM has been delivered, so the
     request is provably in flight when the container is told to stop."""
-    held = HeldImages(
-        image_server, "container/stop", [png((320, 240), (i * 5, 90, 128)) for i in range(50)]
-    )
-    body = {"instances": [instance(f"{i}.png", url=url) for i, url in enumerate(held.urls)]}
+    held = [
+        image_server.add_held_file(
+            f"container/stop/{i}.png", png((320, 240), (i * 5, 90, 128)), "image/png"
+        )
+        for i in range(50)
+    ]
+    body = {"instances": [instance(f"{i}.png", url=image.url) for i, image in enumerate(held)]}
     settings = loopback_fetch_settings(image_server)
     with Container(image, fetch_read_timeout_s=60, fetch_total_timeout_s=60, **settings) as served:
         request = asyncio.ensure_future(post(http, served.predict_url, body))
         try:
-            while not held.arrived:
+            while not any(image.arrived.is_set() for image in held):
                 assert not request.done(), "the request ended before any image was fetched"
                 await asyncio.sleep(0.02)
             served.terminate()
             await wait_for_log(served, "Waiting for connections to close")
         finally:
-            held.release()
+            for image in held:
+                image.release()
         status, result = await request
         exit_code = await asyncio.to_thread(served.wait)
         log = served.logs()

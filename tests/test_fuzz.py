@@ -11,6 +11,7 @@ import base64
 import io
 import json
 import os
+import re
 import urllib.error
 import urllib.request
 
@@ -25,8 +26,10 @@ from model_server.logo_detection.contract import decode_base64
 from model_server.logo_detection.errors import ErrorType, ImageError
 from model_server.logo_detection.preprocess import DecodeLimits, image_to_model_input
 from model_server.logo_detection.svg import SvgLimits
+from model_server.logo_detection.svg_dtd import read_dtd
 
 from .hostile_support import gif_bomb, jpeg, png, svg
+from .svg_dtd_documents import graphviz, illustrator_10, with_subset
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
 FUZZ = settings(
@@ -54,6 +57,8 @@ SEEDS = [
     _pillow("WEBP"),
     _pillow("TIFF", compression="tiff_lzw"),
     svg('<rect width="80" height="40" fill="#c00"/><use href="#a"/><circle id="a" r="5"/>'),
+    illustrator_10().with_dtd,
+    graphviz().with_dtd,
 ]
 LIMITS = DecodeLimits(max_pixels=4_000_000, svg=SvgLimits(timeout_s=3))
 
@@ -98,6 +103,118 @@ def test_decoder_seeds_decode() -> None:
     """The fuzz seeds themselves are valid, so mutations start from every decoder's happy path."""
     for seed in SEEDS:
         assert image_to_model_input(seed, LIMITS).shape == (224, 224, 3)
+
+
+# --- SVG DTDs: the reader applies exactly Commons' rule -------------------------------------
+
+# Commons' rule for an internal DTD subset (MediaWiki's XmlTypeCheck::checkDTDIsSafe), written
+# out independently of the reader as one pattern over the whole subset.
+_S = rb"[ \t\n\r\f\v]"
+_ALIAS_VALUE = rb"&[^\"%&;]{1,64};"
+_RULE_ENTITY = (
+    rb"<!ENTITY" + _S + rb"+[^ \t\n\r\f\v]+" + _S + rb"+(?:"
+    rb'"(?:' + _ALIAS_VALUE + rb'|(?:[^"%&]|&amp;|&quot;){0,255})"'
+    rb"|'(?:" + _ALIAS_VALUE + rb"|(?:[^'%&]|&amp;|&apos;){0,255})'"
+    rb")" + _S + rb"*>"
+)
+_RULE_COMMENT = rb"<!--(?:[^-]|-[^-])*-->"
+_RULE_GRAPHVIZ = rb'<!ATTLIST svg xmlns:xlink CDATA #FIXED "http://www\.w3\.org/1999/xlink">'
+COMMONS_RULE = re.compile(
+    rb"(?:" + _S + rb"*(?:" + _RULE_ENTITY + rb"|" + _RULE_COMMENT + rb"|" + _RULE_GRAPHVIZ
+    + rb"))*" + _S + rb"*"
+)  # fmt: skip
+
+NAMES = st.sampled_from(["a", "b", "ns_svg", "st0", "x.y", "%p", "é"])
+VALUE_PIECES = st.sampled_from(
+    ["x", "#c00", " ", "é", "<", ">", "'", '"', "%", "&", ";", "&amp;", "&quot;", "&apos;",
+     "&a;", "&#60;", "&lt;", "]>", "--", "\r\n"]
+)  # fmt: skip
+
+
+@st.composite
+def entity_values(draw: st.DrawFn, quote: str) -> str:
+    """Plain text around the 255-byte limit, aliases, and values built from references (never
+    the enclosing quote: a value that closes early leaves the subset where XML says it ends)."""
+    kind = draw(st.sampled_from(["pieces", "long", "alias"]))
+    if kind == "alias":
+        return f"&{draw(NAMES)};"
+    if kind == "long":
+        return draw(st.sampled_from(["x", "é", "&amp;"])) * draw(st.integers(120, 260))
+    return "".join(draw(st.lists(VALUE_PIECES.filter(lambda piece: piece != quote), max_size=8)))
+
+
+@st.composite
+def subset_tokens(draw: st.DrawFn) -> str:
+    kind = draw(st.sampled_from(["entity", "entity", "entity", "comment", "other"]))
+    if kind == "entity":
+        quote = draw(st.sampled_from(['"', "'"]))
+        space = draw(st.sampled_from([" ", "\t", "\n ", "  "]))
+        return f"<!ENTITY{space}{draw(NAMES)}{space}{quote}{draw(entity_values(quote))}{quote}>"
+    if kind == "comment":
+        return (
+            "<!--"
+            + "".join(draw(st.lists(st.sampled_from(["-", " ", "x", ">"]), max_size=6)))
+            + "-->"
+        )
+    return draw(
+        st.sampled_from(
+            [
+                '<!ATTLIST svg xmlns:xlink CDATA #FIXED "http://www.w3.org/1999/xlink">',
+                '<!ATTLIST svg xmlns:xlink CDATA #FIXED "http://www.w3.org/1999/xlinks">',
+                "<!ATTLIST svg  xmlns:xlink CDATA #FIXED 'http://www.w3.org/1999/xlink'>",
+                '<!ENTITY % p "x">',
+                '<!ENTITY s SYSTEM "file:///etc/passwd">',
+                '<!ENTITY s PUBLIC "-//X//EN" "http://127.0.0.1:9/x">',
+                "%p;",
+                "<!ELEMENT svg ANY>",
+                '<!NOTATION n SYSTEM "x">',
+                "<?pi x?>",
+                "<!-- unterminated",
+            ]
+        )
+    )
+
+
+SUBSETS = st.lists(
+    st.tuples(st.sampled_from(["", " ", "\n\t", "\r\n"]), subset_tokens()), max_size=6
+).map(lambda tokens: "".join(space + token for space, token in tokens))
+
+
+@settings(FUZZ, max_examples=10 * EXAMPLES)  # no rendering: fast
+@given(subset=SUBSETS)
+def test_dtd_reader_accepts_exactly_what_commons_accepts(subset: str) -> None:
+    """Within the reader's two added bounds (alias depth, subset size: far from these few
+    tokens), a subset is accepted if and only if Commons' rule accepts it."""
+    document = with_subset(subset)
+    commons_accepts = (
+        COMMONS_RULE.fullmatch(document[document.index(b"[") + 1 : document.rindex(b"]")])
+        is not None
+    )
+    try:
+        read_dtd(document)
+    except ImageError as error:
+        event("refused")
+        assert not commons_accepts, (subset, error.message)
+        assert error.error_type is ErrorType.DECODE_FAILED and "unsafe SVG refused" in error.message
+        return
+    event("accepted")
+    assert commons_accepts, subset
+
+
+@pytest.mark.timeout(600)
+@FUZZ
+@given(
+    subset=SUBSETS,
+    references=st.lists(st.sampled_from(["&a;", "&b;", "&ns_svg;", "&st0;", "&amp;"]), max_size=6),
+)
+def test_svgs_with_any_dtd_decode_or_get_an_image_error(subset: str, references: list[str]) -> None:
+    """Entities used in attributes and text: the whole decoder only ever raises ImageError."""
+    refs = "".join(references)
+    body = (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20">'
+        f'<rect width="40" height="20" fill="#c00"/><text id="{refs}">{refs}</text></svg>'
+    )
+    assert_decodes_or_image_error(with_subset(subset, body))
 
 
 # --- The request parser, over HTTP against the real server ---------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -169,10 +168,8 @@ async def test_misbehaving_servers_get_per_instance_errors(http, server, image_s
     body = {"instances": [instance(name, url=cases[name][0]) for name in names]}
     body["instances"].insert(5, instance("base64 in the middle", data=GOOD))
     await post_predict(http, server, {"instances": [instance("warm", data=GOOD)]})
-    started = time.monotonic()
     with PeakRss(server) as memory:
         status, answer = await post_predict(http, server, body)
-    elapsed = time.monotonic() - started
     assert status == 200, answer
     results = answer["predictions"]
     assert [r["filename"] for r in results] == [i["filename"] for i in body["instances"]]
@@ -187,12 +184,11 @@ async def test_misbehaving_servers_get_per_instance_errors(http, server, image_s
     by_name = dict(zip(names, results, strict=True))
     assert "404" in by_name["404"]["error"]["message"]
     assert "500" in by_name["500"]["error"]["message"]
+    # the 60 s drip was cut by the 5 s total timeout, the 30 s stall by the 2 s read timeout
     assert "longer than 5 s" in by_name["slow drip"]["error"]["message"]
     assert "nothing for 2 s" in by_name["stall"]["error"]["message"]
     assert "redirects" in by_name["4 redirects"]["error"]["message"]
-    # the slow drip is cut at the 5 s total timeout: nothing holds the request longer
-    assert elapsed < 12, f"the request took {elapsed:.1f} s"
-    print(f"peak RSS growth {memory.growth_mib:.0f} MiB, {elapsed:.1f} s")
+    print(f"peak RSS growth {memory.growth_mib:.0f} MiB")
     assert memory.growth_mib < 400, f"server memory grew by {memory.growth_mib:.0f} MiB"
     await assert_healthy(http, server)
 
@@ -263,9 +259,7 @@ async def test_refused_addresses_are_never_connected_to(http, strict_server, ima
     }
     body = {"instances": [instance(url, url=url) for url in urls]}
     body["instances"].append(instance("good.png", data=GOOD))
-    started = time.monotonic()
     status, answer = await post_predict(http, strict_server, body)
-    elapsed = time.monotonic() - started
     assert status == 200, answer
     results = answer["predictions"]
     for (url, reason), result in zip(urls.items(), results[:-1], strict=True):
@@ -273,8 +267,8 @@ async def test_refused_addresses_are_never_connected_to(http, strict_server, ima
         assert reason in result["error"]["message"], (url, result)
     assert_scored(results[-1], "good.png")
     assert hits == [], "the server connected to a refused address"
-    # a connection attempt to 10.0.0.7 or 169.254.169.254 would have waited out the 5 s timeout
-    assert elapsed < 4, f"took {elapsed:.1f} s"
+    # refused before any connection: an attempt would have ended as fetch_failed (timeout or
+    # refused), not url_not_allowed with the address's class in the message
     await assert_healthy(http, strict_server)
 
 
@@ -295,12 +289,11 @@ async def test_redirect_hops_get_the_address_checks_too(image_server):
     )
     fetcher = ImageFetcher(settings)
     try:
-        started = time.monotonic()
         with pytest.raises(ImageError) as refused:
             await fetcher.fetch(url)
+        # refused by the address check, not a connect timeout (that would be fetch_failed)
         assert refused.value.error_type == "url_not_allowed"
         assert "169.254.169.254 is a link-local address" in refused.value.message
-        assert time.monotonic() - started < 3  # refused, not a connect timeout
     finally:
         await fetcher.close()
 

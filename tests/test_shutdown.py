@@ -16,7 +16,6 @@ from aiohttp import web
 from PIL import Image
 
 from .conftest import loopback_fetch_settings
-from .image_server import HeldImages
 from .server_process import ServerProcess
 
 pytestmark = pytest.mark.asyncio
@@ -45,11 +44,22 @@ async def wait_for_log(server: ServerProcess, text: str, timeout_s: float = 30) 
 async def test_sigterm_finishes_the_request_in_flight_then_exits_0(image_server, http):
     """The 50 images are held by our image server until SIGTERM has been delivered, so the
     request is provably in flight (mid-fetch) when shutdown starts."""
-    held = HeldImages(image_server, "shutdown", [png(i) for i in range(50)])
+    release = threading.Event()
+    arrived: list[int] = []
+
+    def gated(index: int):
+        async def handler(request: web.Request) -> web.Response:
+            arrived.append(index)
+            while not release.is_set():
+                await asyncio.sleep(0.02)
+            return web.Response(body=png(index), content_type="image/png")
+
+        return handler
+
+    urls = [image_server.add_route(f"shutdown/{i}.png", gated(i)) for i in range(50)]
     body = {
         "instances": [
-            {"filename": f"{i}.png", "target": "logo", "url": url}
-            for i, url in enumerate(held.urls)
+            {"filename": f"{i}.png", "target": "logo", "url": url} for i, url in enumerate(urls)
         ]
     }
     server = ServerProcess(
@@ -57,7 +67,7 @@ async def test_sigterm_finishes_the_request_in_flight_then_exits_0(image_server,
     ).start()
     try:
         request = asyncio.ensure_future(http.post(server.predict_url, json=body))
-        while not held.arrived:
+        while not arrived:
             assert not request.done(), "the request ended before any image was fetched"
             await asyncio.sleep(0.02)
         server.process.terminate()  # SIGTERM
@@ -65,12 +75,12 @@ async def test_sigterm_finishes_the_request_in_flight_then_exits_0(image_server,
         with pytest.raises(aiohttp.ClientConnectionError):  # no longer accepting
             async with http.get(f"{server.url}/v2/health/live") as answer:
                 await answer.read()
-        held.release()
+        release.set()
         async with await request as answer:
             status, result = answer.status, await answer.json()
         exit_code = await asyncio.to_thread(server.process.wait, 60)
     finally:
-        held.release()
+        release.set()
         server.stop()
     assert status == 200, result
     assert [p["filename"] for p in result["predictions"]] == [f"{i}.png" for i in range(50)]
@@ -103,17 +113,17 @@ async def test_a_request_outlasting_the_grace_period_does_not_hold_up_the_exit(i
         while not arrived.is_set():
             assert not request.done(), "the request ended before the image was fetched"
             await asyncio.sleep(0.02)
-        started = time.monotonic()
         server.process.terminate()
-        exit_code = await asyncio.to_thread(server.process.wait, 60)
-        took = time.monotonic() - started
+        # the image stays held until after the exit (fetch timeout 120 s): only the grace
+        # period can end the request
+        exit_code = await asyncio.to_thread(server.process.wait, 100)
         with contextlib.suppress(aiohttp.ClientError):
             (await request).release()
     finally:
         release.set()
         server.stop()
     assert exit_code == 0, server.log()
-    assert took < 2 + 15, f"exit took {took:.1f} s with a 2 s grace period"
+    assert "timeout graceful shutdown exceeded" in server.log()
 
 
 async def test_idle_sigterm_exits_0_with_a_clean_log():

@@ -7,7 +7,7 @@ request's first images are in the model while its others still decode, and image
 requests share passes. When the model is idle a lone image runs at once; while a pass runs,
 newcomers queue and share the next one, so batching costs nothing at low load and raises
 throughput under load. `max_wait_s` > 0 makes the worker linger for stragglers before a pass
-that is not yet full.
+that is not yet full, until they fill it or `max_wait_s` has passed.
 
 A job with more images than `max_batch_size` is cut into even consecutive chunks: a pass never
 exceeds the cap, which bounds the activation memory (on CPU, per-image cost is nearly flat
@@ -122,8 +122,8 @@ class MicroBatcher:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._pending:
-                if self.max_wait_s > 0 and self.queued_images() < self.max_batch_size:
-                    await asyncio.sleep(self.max_wait_s)
+                if self.max_wait_s > 0:
+                    await self._linger(loop.time() + self.max_wait_s)
                 jobs = self._take_batch()
                 if not jobs:
                     continue
@@ -143,6 +143,17 @@ class MicroBatcher:
                 metrics.FORWARD_PASS_SECONDS.observe(inference_ms / 1000)
                 metrics.FORWARD_PASS_IMAGES.observe(len(scores))
                 self._deliver(jobs, scores, inference_ms)
+
+    async def _linger(self, deadline: float) -> None:
+        """Wait for stragglers until the queued images fill a pass or the deadline passes;
+        every `predict` sets the wakeup event, so each arrival is counted at once."""
+        loop = asyncio.get_running_loop()
+        while self.queued_images() < self.max_batch_size and loop.time() < deadline:
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), deadline - loop.time())
+            except TimeoutError:
+                return
 
     def queued_images(self) -> int:
         """Images waiting for a forward pass (the pass running now not included)."""

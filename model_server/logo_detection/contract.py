@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import orjson
 import pybase64
 from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferRequest
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -22,6 +23,10 @@ from pydantic import (
 from .errors import ErrorType, ImageError
 
 SCORE_DECIMALS = 4
+V1_ONLY = (
+    "this model serves KServe's v1 protocol only: POST /v1/models/<name>:predict with "
+    '{"instances": [...]}; v2 (Open Inference Protocol) inference requests are not supported'
+)
 
 
 class InstanceModel(BaseModel):
@@ -89,7 +94,10 @@ def parse_request(
 
 
 def _as_json_object(payload: dict | bytes | str) -> dict:
-    """KServe parses JSON bodies sent as application/json; anything else arrives as bytes."""
+    """KServe parses JSON bodies sent as application/json; anything else arrives as bytes.
+    A v2 infer request (REST or gRPC) arrives as KServe's InferRequest."""
+    if isinstance(payload, InferRequest):
+        raise InvalidInput(V1_ONLY)
     if isinstance(payload, (bytes, bytearray, str)):
         try:
             payload = orjson.loads(payload)

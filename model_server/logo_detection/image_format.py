@@ -55,7 +55,9 @@ def sniff_format(data: bytes) -> ImageFormat:
 
 def _looks_like_svg(head: bytes) -> bool:
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    return text.startswith((b"<?xml", b"<svg", b"<!--", b"<!doctype svg")) and b"<svg" in text
+    starts_like_xml = text.startswith((b"<?xml", b"<svg", b"<!--", b"<!doctype svg"))
+    # A long DTD (Illustrator's style entities) can push <svg past the sniffed head.
+    return starts_like_xml and (b"<svg" in text or b"<!doctype svg" in text)
 
 
 def _looks_like_html(head: bytes) -> bool:

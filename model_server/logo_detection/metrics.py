@@ -8,7 +8,6 @@ exist from start-up with 0, so rates and alerts work before the first error.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from prometheus_client import Counter, Gauge, Histogram, Info
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import ErrorType
+from .model_file import file_sha256
 
 PREFIX = "logo_detection"
 SCORED = "scored"
@@ -117,13 +117,11 @@ def track_gauges(images_in_flight: Callable[[], float], waiting: Callable[[], fl
 def record_model_info(
     model_name: str, model_file: Path, backend: str, class_names: tuple[str, ...]
 ) -> None:
-    with model_file.open("rb") as handle:
-        sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
     MODEL.info(
         {
             "model_name": model_name,
             "file": model_file.name,
-            "sha256": sha256,
+            "sha256": file_sha256(model_file),
             "backend": backend,
             "class_names": ",".join(class_names),
         }

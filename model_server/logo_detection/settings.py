@@ -1,4 +1,5 @@
-"""Every setting the server reads, from environment variables (documented in the README)."""
+"""Every setting the server reads (documented in the README): environment variables, and for
+a few of them a command-line flag that wins over the environment (command_line.py)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ class Settings(BaseSettings):
     # Server
     http_port: int = Field(8080, ge=1, le=65535)
     grpc_port: int = Field(8081, ge=1, le=65535)
-    enable_grpc: bool = True
+    enable_grpc: bool = False  # the model speaks only the v1 JSON protocol; gRPC is KServe v2
     shutdown_grace_period_s: int = Field(30, ge=0)
     cpu_threads: int = Field(0, ge=0)  # 0: follow the container's CPU quota
 

@@ -4,8 +4,12 @@ Commons shows SVGs as PNG renderings with transparency; rendering to PNG and the
 that PNG like any other keeps SVG scores consistent with the PNG logos the model saw.
 
 SVG is a program more than an image, so it is handled in three bounded steps:
-1. parse with defusedxml: a DOCTYPE is tolerated, entity declarations are refused (billion
-   laughs, external entities), and the root must be <svg>;
+1. parse with defusedxml's expat parser, after the DOCTYPE's internal subset passed the rule
+   Wikimedia Commons applies (see svg_dtd: plain entities such as Illustrator's `&ns_svg;` are
+   expanded, within a byte bound; external and parameter entities, nested entity values and
+   other declarations are refused); no file or URL is ever read, and the root must be <svg>.
+   A document with an internal subset is rendered from the parsed tree, entities expanded and
+   DTD dropped, so resvg never interprets a DTD;
 2. inspect the tree: at most `max_elements` elements counting what <use> expands to, and no
    reference that leaves the document (href/src/url()/@import other than `#fragment` or a
    raster `data:` URI): resvg would otherwise read local files such as /dev/zero;
@@ -24,12 +28,12 @@ import queue
 import re
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from xml.etree.ElementTree import Element
+from xml.etree.ElementTree import Element, tostring
 
-import defusedxml.ElementTree as safe_xml
 from defusedxml import DefusedXmlException
 
 from .errors import ErrorType, ImageError
+from .svg_dtd import Dtd, DtdEnforcingParser, check_expansion, read_dtd
 
 logger = logging.getLogger(__name__)
 
@@ -52,23 +56,30 @@ def rasterize_svg(data: bytes, limits: SvgLimits = SvgLimits()) -> bytes:
     """Render the SVG so its longest side is `limits.render_size` pixels; returns PNG bytes."""
     if len(data) > limits.max_bytes:
         raise ImageError(ErrorType.TOO_LARGE, f"the SVG is larger than {limits.max_bytes} bytes")
-    root = parse_svg(data)
-    check_svg_tree(root, limits.max_elements)
+    dtd = read_dtd(data)  # before anything copies the bytes: refusals stay cheap
+    check_expansion(data, dtd, limits.max_bytes)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ImageError(ErrorType.DECODE_FAILED, "the SVG is not UTF-8 encoded") from None
+    root = parse_svg(data, dtd)
+    check_svg_tree(root, limits.max_elements)
+    if dtd.has_internal_subset:
+        text = _serialize(root)
     width, height = _aspect(root)
     size = {"width": limits.render_size} if width >= height else {"height": limits.render_size}
     return _renderers.render(text, size, limits.timeout_s)
 
 
-def parse_svg(data: bytes) -> Element:
-    """Parse with entity declarations and external references forbidden; root must be <svg>."""
+def parse_svg(data: bytes, dtd: Dtd) -> Element:
+    """Parse UTF-8 with only the declarations `dtd` accepted, no external references; the
+    root must be <svg>."""
+    parser = DtdEnforcingParser(dtd)
     try:
-        root = safe_xml.fromstring(
-            data, forbid_dtd=False, forbid_entities=True, forbid_external=True
-        )
+        parser.feed(data)
+        root = parser.close()
+    except ImageError:
+        raise
     except DefusedXmlException as error:
         raise ImageError(ErrorType.DECODE_FAILED, f"unsafe SVG refused: {error}") from None
     except Exception as error:  # ParseError and friends: malformed XML
@@ -76,6 +87,14 @@ def parse_svg(data: bytes) -> Element:
     if not isinstance(root.tag, str) or _local(root.tag) != "svg":
         raise ImageError(ErrorType.DECODE_FAILED, "the XML document's root is not <svg>")
     return root
+
+
+def _serialize(root: Element) -> str:
+    """The parsed document as XML without a DTD: entities expanded, nothing left to declare."""
+    try:
+        return tostring(root, encoding="unicode")
+    except RecursionError:
+        raise ImageError(ErrorType.DECODE_FAILED, "the SVG is nested too deeply") from None
 
 
 def check_svg_tree(root: Element, max_elements: int) -> None:
