@@ -13,7 +13,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras
 import keras_cv
 
-INPUT_SIZE = 224
+from .model_input import INPUT_SIZE as INPUT_SIZE  # re-exported for the training tools
+
 DEFAULT_CLASS_NAMES = ("out_of_domain", "logo")
 B0_BACKBONE_PARAMS = 5_919_312
 

@@ -1,0 +1,45 @@
+"""Bilinear resize that equals `tf.image.resize(image, (size, size))` bit for bit, in numpy.
+
+TensorFlow's kernel (ResizeBilinear with half-pixel centres, no antialiasing) works in float32:
+the scale is `in / out` as a float32 division, output pixel `i` samples the source coordinate
+`(i + 0.5) * scale - 0.5`, whose floor (clamped to 0) and ceiling (clamped to the last pixel)
+are the two neighbours and whose distance from the floor, unclamped, is the weight. Each output
+is then the lerp `top = tl + (tr - tl) * fx`, `bottom = bl + (br - bl) * fx`,
+`top + (bottom - top) * fy`. The same operations in the same order and precision give the same
+floats; the textbook weighted sum `(1-fx)(1-fy) tl + ...` rounds differently (up to 0.012).
+Outside the image both neighbours are the edge pixel, so the unclamped weight has no effect.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_HALF = np.float32(0.5)
+
+
+def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
+    """(height, width, channels) uint8 -> (size, size, channels) float32, as TensorFlow does."""
+    height, width = image.shape[:2]
+    rows_low, rows_high, row_weights = _source_positions(height, size)
+    cols_low, cols_high, col_weights = _source_positions(width, size)
+    # Two row gathers first (size x width each), then four small column gathers.
+    upper_rows, lower_rows = image[rows_low], image[rows_high]
+    top_left = upper_rows[:, cols_low].astype(np.float32)
+    top_right = upper_rows[:, cols_high].astype(np.float32)
+    bottom_left = lower_rows[:, cols_low].astype(np.float32)
+    bottom_right = lower_rows[:, cols_high].astype(np.float32)
+    fx = col_weights[np.newaxis, :, np.newaxis]
+    fy = row_weights[:, np.newaxis, np.newaxis]
+    top = top_left + (top_right - top_left) * fx
+    bottom = bottom_left + (bottom_right - bottom_left) * fx
+    return top + (bottom - top) * fy
+
+
+def _source_positions(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each output index along one axis: lower and upper source index, and the weight."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    source = (np.arange(out_size, dtype=np.float32) + _HALF) * scale - _HALF
+    floor = np.floor(source)
+    lower = np.maximum(floor.astype(np.intp), 0)
+    upper = np.minimum(np.ceil(source).astype(np.intp), in_size - 1)
+    return lower, upper, source - floor
