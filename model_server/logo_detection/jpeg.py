@@ -17,7 +17,7 @@ Adobe marker.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import simplejpeg
@@ -46,7 +46,9 @@ class JpegLayout:
     progressive: bool = False
     adobe_before_first_scan: bool = False
     adobe_before_end: bool = False
-    complete: bool = False  # an EOI marker follows the last scan
+    complete: bool = False  # an EOI marker follows the first scan
+    # Bytes before a header marker that libjpeg skips with a warning (start, end offsets).
+    header_garbage: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def buffers_whole_image(self) -> bool:
@@ -63,29 +65,39 @@ class JpegLayout:
 
 def read_jpeg_layout(data: bytes) -> JpegLayout:
     """Walk the segments (APPn payloads and embedded thumbnails skipped); stops past the cap."""
-    layout, at = JpegLayout(), 2
+    layout = JpegLayout()
+    first_scan_at = _walk_segments(data, layout)
+    # Entropy-coded data never holds FF D9: after the first scan it is the end of the image,
+    # even where damage makes the walk lose its way (libjpeg resynchronises on restarts).
+    layout.complete = first_scan_at > 0 and data.find(b"\xff\xd9", first_scan_at) >= 0
+    return layout
+
+
+def _walk_segments(data: bytes, layout: JpegLayout) -> int:
+    """Fills `layout` in; returns where the first scan's data starts (0: no scan)."""
+    at, first_scan_at = 2, 0
     while layout.scans <= MAX_JPEG_SCANS:
         found = _NEXT_MARKER.search(data, at)
-        if found is None:
-            return layout
+        if found is None or found.group(1)[0] == _EOI:
+            break
+        if found.start() > at and layout.scans == 0:
+            layout.header_garbage.append((at, found.start()))
         marker, at = found.group(1)[0], found.end()
-        if marker == _EOI:
-            layout.complete = True
-            return layout
         if marker in _STANDALONE:
             continue
         if at + 2 > len(data):
-            return layout
+            break
         segment = data[at + 2 : at + int.from_bytes(data[at : at + 2], "big")]
         at += 2 + len(segment)
         _note_segment(layout, marker, segment)
         if marker == _SOS:
             layout.scans += 1
+            first_scan_at = first_scan_at or at
             end_of_scan = _END_OF_SCAN.search(data, at)
             if end_of_scan is None:
-                return layout
+                break
             at = end_of_scan.start()
-    return layout
+    return first_scan_at
 
 
 def _note_segment(layout: JpegLayout, marker: int, segment: bytes) -> None:
@@ -111,6 +123,8 @@ def check_scan_count(layout: JpegLayout) -> None:
 
 def decode_jpeg(data: bytes, layout: JpegLayout) -> np.ndarray:
     """(height, width, 3) uint8 RGB, the pixels TensorFlow decodes."""
+    if layout.header_garbage:
+        data = _without(data, layout.header_garbage)
     if layout.components == 4:
         return _cmyk_to_rgb(_decompress(data, "CMYK", layout), layout.saw_adobe_marker)
     return _decompress(data, "RGB", layout)
@@ -127,6 +141,17 @@ def _decompress(data: bytes, colorspace: str, layout: JpegLayout) -> np.ndarray:
         return _libjpeg_turbo(data, colorspace, strict=False)
     except Exception as error:  # simplejpeg raises ValueError, or worse on odd headers
         raise _undecodable(error) from None
+
+
+def _without(data: bytes, spans: list[tuple[int, int]]) -> bytes:
+    """The bytes libjpeg would skip, removed: simplejpeg refuses a header with such a warning
+    even when not strict, while TensorFlow decodes it."""
+    kept, at = [], 0
+    for start, end in spans:
+        kept.append(data[at:start])
+        at = end
+    kept.append(data[at:])
+    return b"".join(kept)
 
 
 def _libjpeg_turbo(data: bytes, colorspace: str, strict: bool) -> np.ndarray:
