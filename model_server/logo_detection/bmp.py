@@ -59,7 +59,7 @@ def read_bmp_header(data: bytes) -> BmpHeader:
 
 
 def decode_bmp(data: bytes, header: BmpHeader) -> np.ndarray:
-    """(rows, width, 3) uint8 RGB from a header `read_bmp_header` accepted."""
+    """(rows, width, 3) uint8 RGB, read-only, from a header `read_bmp_header` accepted."""
     rows = np.frombuffer(
         data, np.uint8, count=header.row_bytes * header.rows, offset=header.pixel_offset
     ).reshape(header.rows, header.row_bytes)
@@ -68,9 +68,10 @@ def decode_bmp(data: bytes, header: BmpHeader) -> np.ndarray:
     )
     if header.height > 0:
         pixels = pixels[::-1]
+    # Views of the file's bytes, no copies: the resize reads only the rows it needs.
     if header.channels == 1:
-        return np.repeat(pixels, 3, axis=2)
-    return np.ascontiguousarray(pixels[:, :, 2::-1])
+        return np.broadcast_to(pixels, (header.rows, header.width, 3))
+    return pixels[:, :, 2::-1]
 
 
 def _corrupt(reason: str) -> ImageError:

@@ -5,7 +5,7 @@ TensorFlow (tensorflow/core/lib/gif/gif_io.cc, over giflib) does not composite l
 its canvas is as large as the largest frame (the logical screen size is ignored), the first
 frame is drawn at its offset on black, its transparent colour index is drawn black, and a colour
 index beyond the colour table is an error. This module reads the block structure itself, lets
-Pillow's LZW decoder expand the first frame's indices, and applies those rules in numpy.
+Pillow's LZW decoder expand the first frame's indices, and applies those rules.
 Damage after the first frame is tolerated as giflib tolerates it: the walk stops there and the
 frames read so far count (a missing trailer, a truncated later frame); a damaged first frame is
 refused.
@@ -72,16 +72,18 @@ def decode_gif(data: bytes, layout: GifLayout) -> np.ndarray:
     frame = layout.first
     if frame.colors is None:
         raise _corrupt("the first frame has no colour table")
-    indices = _frame_indices(data, frame)
-    palette = np.frombuffer(frame.colors, np.uint8).reshape(-1, 3)
-    opaque = (
-        np.ones(indices.shape, bool)
-        if frame.transparent_index is None
-        else indices != frame.transparent_index
-    )
-    if (indices[opaque] >= len(palette)).any():
-        raise _corrupt(f"a colour index lies outside the {len(palette)}-colour table")
-    rgb = np.where(opaque[:, :, np.newaxis], palette[np.minimum(indices, len(palette) - 1)], 0)
+    image = _frame_indices(data, frame)
+    palette = bytearray(frame.colors.ljust(768, b"\0"))
+    table_size, transparent = len(frame.colors) // 3, frame.transparent_index
+    counts = image.histogram()
+    if any(counts[index] for index in range(table_size, 256) if index != transparent):
+        raise _corrupt(f"a colour index lies outside the {table_size}-colour table")
+    if transparent is not None:
+        palette[3 * transparent : 3 * transparent + 3] = b"\0\0\0"
+    image.putpalette(palette)
+    rgb = np.asarray(image.convert("RGB"))
+    if (frame.left, frame.top, frame.width, frame.height) == (0, 0, layout.width, layout.height):
+        return rgb
     canvas = np.zeros((layout.height, layout.width, 3), np.uint8)
     top, left = min(frame.top, layout.height), min(frame.left, layout.width)
     visible = rgb[: layout.height - top, : layout.width - left]
@@ -89,11 +91,12 @@ def decode_gif(data: bytes, layout: GifLayout) -> np.ndarray:
     return canvas
 
 
-def _frame_indices(data: bytes, frame: GifFrame) -> np.ndarray:
+def _frame_indices(data: bytes, frame: GifFrame) -> Image.Image:
+    """The frame's colour indices, a "P" image, decoded by Pillow's LZW decoder."""
     if not 1 <= frame.code_size <= 8:
         raise _corrupt(f"invalid LZW code size {frame.code_size}")
     try:
-        image = Image.frombytes(
+        return Image.frombytes(
             "P",
             (frame.width, frame.height),
             data[frame.pixel_data],
@@ -103,7 +106,6 @@ def _frame_indices(data: bytes, frame: GifFrame) -> np.ndarray:
         )
     except Exception as error:  # Pillow's decoder: ValueError/OSError on bad LZW data
         raise _corrupt(f"the first frame's pixel data is corrupt: {error}") from None
-    return np.asarray(image)
 
 
 class _BlockReader:
