@@ -22,17 +22,20 @@ def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
     height, width = image.shape[:2]
     rows_low, rows_high, row_weights = _source_positions(height, size)
     cols_low, cols_high, col_weights = _source_positions(width, size)
-    # Two row gathers first (size x width each), then four small column gathers.
-    upper_rows, lower_rows = image[rows_low], image[rows_high]
-    top_left = upper_rows[:, cols_low].astype(np.float32)
-    top_right = upper_rows[:, cols_high].astype(np.float32)
-    bottom_left = lower_rows[:, cols_low].astype(np.float32)
-    bottom_right = lower_rows[:, cols_high].astype(np.float32)
+    top_left = _gather(image, rows_low, cols_low)
+    top_right = _gather(image, rows_low, cols_high)
+    bottom_left = _gather(image, rows_high, cols_low)
+    bottom_right = _gather(image, rows_high, cols_high)
     fx = col_weights[np.newaxis, :, np.newaxis]
     fy = row_weights[:, np.newaxis, np.newaxis]
     top = top_left + (top_right - top_left) * fx
     bottom = bottom_left + (bottom_right - bottom_left) * fx
     return top + (bottom - top) * fy
+
+
+def _gather(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The size x size neighbours, read straight from the image (any strides, no row copies)."""
+    return image[rows[:, np.newaxis], cols[np.newaxis, :]].astype(np.float32)
 
 
 def _source_positions(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
