@@ -4,9 +4,10 @@ Training read files with `keras.utils.image_dataset_from_directory(image_size=(2
 which does `tf.io.decode_image(channels=3, expand_animations=False)` and then `tf.image.resize`
 (bilinear, half-pixel centres, no antialiasing). Each step is reproduced bit for bit (the parity
 tests compare against TensorFlow itself): JPEG with libjpeg-turbo as TensorFlow configures it
-(jpeg.py), BMP by TensorFlow's own byte copy (bmp.py), PNG and GIF by Pillow, whose conventions
-here are TensorFlow's (first frame, alpha dropped without compositing, grey expanded to RGB,
-16-bit reduced to the high byte), and the resize in numpy (resize.py). WebP and TIFF, which the
+(jpeg.py), BMP by TensorFlow's own byte copy (bmp.py), GIF by TensorFlow's first-frame rules
+over Pillow's LZW decoder (gif.py), PNG by Pillow, whose conventions here are TensorFlow's
+(alpha dropped without compositing, grey expanded to RGB, 16-bit reduced to the high byte), and
+the resize in numpy (resize.py). WebP and TIFF, which the
 training pipeline does not read, follow the same Pillow convention; SVG is rendered to PNG bytes
 first. Image dimensions are checked from the header before any pixels are decoded, so a
 decompression bomb never allocates.
