@@ -19,23 +19,29 @@ _HALF = np.float32(0.5)
 
 def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
     """(height, width, channels) uint8 -> (size, size, channels) float32, as TensorFlow does."""
-    height, width = image.shape[:2]
+    height, width, channels = image.shape
     rows_low, rows_high, row_weights = _source_positions(height, size)
     cols_low, cols_high, col_weights = _source_positions(width, size)
-    top_left = _gather(image, rows_low, cols_low)
-    top_right = _gather(image, rows_low, cols_high)
-    bottom_left = _gather(image, rows_high, cols_low)
-    bottom_right = _gather(image, rows_high, cols_high)
+    # All four neighbours in one gather, straight from the image (any strides, no row copies):
+    # a (2 size, 2 size) block of [[top_left, top_right], [bottom_left, bottom_right]].
+    rows = np.concatenate([rows_low, rows_high])[:, np.newaxis]
+    cols = np.concatenate([cols_low, cols_high])[np.newaxis, :]
+    block = image[rows, cols].astype(np.float32)
     fx = col_weights[np.newaxis, :, np.newaxis]
-    fy = row_weights[:, np.newaxis, np.newaxis]
-    top = top_left + (top_right - top_left) * fx
-    bottom = bottom_left + (bottom_right - bottom_left) * fx
-    return top + (bottom - top) * fy
+    top = _lerp_into(block[:size, :size], block[:size, size:], fx, block[:size, size:])
+    bottom = _lerp_into(block[size:, :size], block[size:, size:], fx, block[size:, size:])
+    resized = np.empty((size, size, channels), np.float32)
+    return _lerp_into(top, bottom, row_weights[:, np.newaxis, np.newaxis], resized)
 
 
-def _gather(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """The size x size neighbours, read straight from the image (any strides, no row copies)."""
-    return image[rows[:, np.newaxis], cols[np.newaxis, :]].astype(np.float32)
+def _lerp_into(
+    start: np.ndarray, end: np.ndarray, weight: np.ndarray, out: np.ndarray
+) -> np.ndarray:
+    """`start + (end - start) * weight` written to `out`; `end` is used as scratch. Floating-point
+    addition commutes exactly, so this is TensorFlow's expression to the last bit."""
+    np.subtract(end, start, out=end)
+    np.multiply(end, weight, out=end)
+    return np.add(start, end, out=out)
 
 
 def _source_positions(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
