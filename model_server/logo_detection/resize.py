@@ -22,11 +22,13 @@ def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
     height, width, channels = image.shape
     rows_low, rows_high, row_weights = _source_positions(height, size)
     cols_low, cols_high, col_weights = _source_positions(width, size)
-    # All four neighbours in one gather, straight from the image (any strides, no row copies):
-    # a (2 size, 2 size) block of [[top_left, top_right], [bottom_left, bottom_right]].
-    rows = np.concatenate([rows_low, rows_high])[:, np.newaxis]
-    cols = np.concatenate([cols_low, cols_high])[np.newaxis, :]
-    block = image[rows, cols].astype(np.float32)
+    # All four neighbours as one (2 size, 2 size) block [[top_left, top_right], [bottom_left,
+    # bottom_right]]: whole rows first (plain copies), then columns as byte offsets in those rows,
+    # which numpy gathers several times faster than (row, column) pairs of 3-byte pixels.
+    rows = image[np.concatenate([rows_low, rows_high])].reshape(2 * size, width * channels)
+    cols = np.concatenate([cols_low, cols_high])[:, np.newaxis] * channels + np.arange(channels)
+    block = rows.take(cols.ravel(), axis=1).reshape(2 * size, 2 * size, channels)
+    block = block.astype(np.float32)
     fx = col_weights[np.newaxis, :, np.newaxis]
     top = _lerp_into(block[:size, :size], block[:size, size:], fx, block[:size, size:])
     bottom = _lerp_into(block[size:, :size], block[size:, size:], fx, block[size:, size:])
