@@ -28,22 +28,20 @@ def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
     rows = image[np.concatenate([rows_low, rows_high])].reshape(2 * size, width * channels)
     cols = np.concatenate([cols_low, cols_high])[:, np.newaxis] * channels + np.arange(channels)
     block = rows.take(cols.ravel(), axis=1).reshape(2 * size, 2 * size, channels)
-    block = block.astype(np.float32)
     fx = col_weights[np.newaxis, :, np.newaxis]
-    top = _lerp_into(block[:size, :size], block[:size, size:], fx, block[:size, size:])
-    bottom = _lerp_into(block[size:, :size], block[size:, size:], fx, block[size:, size:])
-    resized = np.empty((size, size, channels), np.float32)
-    return _lerp_into(top, bottom, row_weights[:, np.newaxis, np.newaxis], resized)
+    top = _lerp(block[:size, :size], block[:size, size:], fx)
+    bottom = _lerp(block[size:, :size], block[size:, size:], fx)
+    return _lerp(top, bottom, row_weights[:, np.newaxis, np.newaxis])
 
 
-def _lerp_into(
-    start: np.ndarray, end: np.ndarray, weight: np.ndarray, out: np.ndarray
-) -> np.ndarray:
-    """`start + (end - start) * weight` written to `out`; `end` is used as scratch. Floating-point
-    addition commutes exactly, so this is TensorFlow's expression to the last bit."""
-    np.subtract(end, start, out=end)
-    np.multiply(end, weight, out=end)
-    return np.add(start, end, out=out)
+def _lerp(start: np.ndarray, end: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """`start + (end - start) * weight` in float32 (uint8 inputs are converted exactly), in a new
+    array. Floating-point addition commutes exactly, so adding `start` last is TensorFlow's
+    expression to the last bit."""
+    result = np.subtract(end, start, dtype=np.float32)
+    result *= weight
+    result += start
+    return result
 
 
 def _source_positions(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
