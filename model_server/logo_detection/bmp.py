@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ErrorType, ImageError
+from .errors import undecodable
 
 _HEADER = struct.Struct("<10xi4xii2xh")  # pixel offset @10, width @18, height @22, bpp @28
 _MAX_PIXELS = (2**31 - 1) // 8  # TensorFlow's own bound on width x height
@@ -40,19 +40,19 @@ class BmpHeader:
 def read_bmp_header(data: bytes) -> BmpHeader:
     """The fields TensorFlow reads, with its checks; raises ImageError (decode_failed)."""
     if len(data) < 32:
-        raise _corrupt(f"incomplete BMP header ({len(data)} bytes)")
+        raise undecodable(f"incomplete BMP header ({len(data)} bytes)")
     pixel_offset, width, height, bits_per_pixel = _HEADER.unpack_from(data)
     channels = int(bits_per_pixel / 8)  # C integer division
     if channels not in (1, 3, 4):
-        raise _corrupt(f"{bits_per_pixel} bits per pixel is not supported (8, 24 or 32)")
+        raise undecodable(f"{bits_per_pixel} bits per pixel is not supported (8, 24 or 32)")
     if width <= 0 or height == 0 or pixel_offset < 0:
-        raise _corrupt(f"invalid BMP header (width {width}, height {height})")
+        raise undecodable(f"invalid BMP header (width {width}, height {height})")
     header = BmpHeader(pixel_offset, width, height, channels)
     if width * header.rows >= _MAX_PIXELS:
-        raise _corrupt(f"BMP of {width}x{header.rows} pixels is too large")
+        raise undecodable(f"BMP of {width}x{header.rows} pixels is too large")
     size_difference = len(data) - pixel_offset - header.row_bytes * header.rows
     if size_difference != 0:
-        raise _corrupt(
+        raise undecodable(
             f"BMP size does not match its header (pixel offset + rows): off by {size_difference}"
         )
     return header
@@ -72,7 +72,3 @@ def decode_bmp(data: bytes, header: BmpHeader) -> np.ndarray:
     if header.channels == 1:
         return np.broadcast_to(pixels, (header.rows, header.width, 3))
     return pixels[:, :, 2::-1]
-
-
-def _corrupt(reason: str) -> ImageError:
-    return ImageError(ErrorType.DECODE_FAILED, f"the image could not be decoded: {reason}")

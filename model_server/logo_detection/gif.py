@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .errors import ErrorType, ImageError
+from .errors import undecodable
 
 _IMAGE, _EXTENSION, _TRAILER = 0x2C, 0x21, 0x3B
 _GRAPHIC_CONTROL = 0xF9
@@ -58,7 +58,7 @@ def read_gif_layout(data: bytes) -> GifLayout:
         reader.read_screen()
         frames = reader.read_frames()
     except _Truncated:
-        raise _corrupt("the GIF is truncated") from None
+        raise undecodable("the GIF is truncated") from None
     return GifLayout(
         frames=len(frames),
         width=max(frame.width for frame in frames),
@@ -71,13 +71,13 @@ def decode_gif(data: bytes, layout: GifLayout) -> np.ndarray:
     """(height, width, 3) uint8 RGB of the first frame on TensorFlow's canvas."""
     frame = layout.first
     if frame.colors is None:
-        raise _corrupt("the first frame has no colour table")
+        raise undecodable("the first frame has no colour table")
     image = _frame_indices(data, frame)
     palette = bytearray(frame.colors.ljust(768, b"\0"))
     table_size, transparent = len(frame.colors) // 3, frame.transparent_index
     counts = image.histogram()
     if any(counts[index] for index in range(table_size, 256) if index != transparent):
-        raise _corrupt(f"a colour index lies outside the {table_size}-colour table")
+        raise undecodable(f"a colour index lies outside the {table_size}-colour table")
     if transparent is not None:
         palette[3 * transparent : 3 * transparent + 3] = b"\0\0\0"
     image.putpalette(palette)
@@ -94,7 +94,7 @@ def decode_gif(data: bytes, layout: GifLayout) -> np.ndarray:
 def _frame_indices(data: bytes, frame: GifFrame) -> Image.Image:
     """The frame's colour indices, a "P" image, decoded by Pillow's LZW decoder."""
     if not 1 <= frame.code_size <= 8:
-        raise _corrupt(f"invalid LZW code size {frame.code_size}")
+        raise undecodable(f"invalid LZW code size {frame.code_size}")
     try:
         return Image.frombytes(
             "P",
@@ -105,7 +105,7 @@ def _frame_indices(data: bytes, frame: GifFrame) -> Image.Image:
             frame.interlaced,
         )
     except Exception as error:  # Pillow's decoder: ValueError/OSError on bad LZW data
-        raise _corrupt(f"the first frame's pixel data is corrupt: {error}") from None
+        raise undecodable(f"the first frame's pixel data is corrupt: {error}") from None
 
 
 class _BlockReader:
@@ -148,13 +148,13 @@ class _BlockReader:
                 raise
             transparent, seen_control = None, False
         if not frames:
-            raise _corrupt("the GIF has no image")
+            raise undecodable("the GIF has no image")
         return frames
 
     def _read_image(self, transparent: int | None) -> GifFrame:
         left, top, width, height, flags = _DESCRIPTOR.unpack(self._take(_DESCRIPTOR.size))
         if width == 0 or height == 0:
-            raise _corrupt(f"a frame of {width}x{height} pixels")
+            raise undecodable(f"a frame of {width}x{height} pixels")
         colors = self._take(3 << ((flags & 7) + 1)) if flags & 0x80 else self.global_colors
         code_size = self._take(1)[0]
         start = self.at
@@ -185,7 +185,3 @@ class _BlockReader:
             block = self._take(size)
             first = first or block
         return first
-
-
-def _corrupt(reason: str) -> ImageError:
-    return ImageError(ErrorType.DECODE_FAILED, f"the image could not be decoded: {reason}")

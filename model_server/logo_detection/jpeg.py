@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import simplejpeg
 
-from .errors import ErrorType, ImageError
+from .errors import ErrorType, ImageError, undecodable
 
 MAX_JPEG_SCANS = 100
 
 _SOS, _EOI, _APP14 = 0xDA, 0xD9, 0xEE
-_FRAME_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD})
+_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOFn, not DHT/JPG/DAC
 _PROGRESSIVE_FRAMES = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
 _STANDALONE = frozenset({0x01, 0xD0, 0xD1, 0xD2, 0xD3, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8})
 # libjpeg's next_marker(): bytes before a marker are skipped, as are 0xFF fill bytes.
@@ -135,12 +135,12 @@ def _decompress(data: bytes, colorspace: str, layout: JpegLayout) -> np.ndarray:
         return _libjpeg_turbo(data, colorspace, strict=True)
     except Exception as error:
         if not layout.complete or "Premature end" in str(error):
-            raise _undecodable("the JPEG data is truncated") from None
+            raise undecodable("the JPEG data is truncated") from None
     # Only a warning stopped the strict decode: decode through it, as TensorFlow does.
     try:
         return _libjpeg_turbo(data, colorspace, strict=False)
     except Exception as error:  # simplejpeg raises ValueError, or worse on odd headers
-        raise _undecodable(error) from None
+        raise undecodable(error) from None
 
 
 def _without(data: bytes, spans: list[tuple[int, int]]) -> bytes:
@@ -166,7 +166,3 @@ def _cmyk_to_rgb(cmyk: np.ndarray, adobe_inverted: bool) -> np.ndarray:
     if not adobe_inverted:
         channels = 255 - channels
     return ((channels[:, :, :3] * channels[:, :, 3:]) // 255).astype(np.uint8)
-
-
-def _undecodable(reason: object) -> ImageError:
-    return ImageError(ErrorType.DECODE_FAILED, f"the image could not be decoded: {reason}")

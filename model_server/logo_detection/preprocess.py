@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .bmp import decode_bmp, read_bmp_header
-from .errors import ErrorType, ImageError
+from .errors import ErrorType, ImageError, undecodable
 from .gif import decode_gif, read_gif_layout
 from .image_format import ImageFormat, sniff_format
 from .jpeg import check_scan_count, decode_jpeg, read_jpeg_layout
@@ -127,9 +127,7 @@ def _pillow_rgb(image: Image.Image) -> np.ndarray:
     except ImageError:
         raise
     except Exception as error:  # truncated or corrupt pixel data
-        raise ImageError(
-            ErrorType.DECODE_FAILED, f"the image could not be decoded: {error}"
-        ) from None
+        raise undecodable(error) from None
 
 
 def warm_up_decoding() -> None:
