@@ -27,3 +27,8 @@ class ImageError(Exception):
 
     def as_dict(self) -> dict[str, str]:
         return {"type": self.error_type.value, "message": self.message}
+
+
+def undecodable(reason: object) -> ImageError:
+    """A recognised image whose bytes cannot be decoded (corrupt, truncated, unsupported)."""
+    return ImageError(ErrorType.DECODE_FAILED, f"the image could not be decoded: {reason}")

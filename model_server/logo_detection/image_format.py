@@ -17,11 +17,6 @@ class ImageFormat(StrEnum):
     SVG = "svg"
 
 
-# Formats keras.utils.image_dataset_from_directory reads, decoded by TensorFlow itself for parity.
-TENSORFLOW_FORMATS = frozenset(
-    {ImageFormat.JPEG, ImageFormat.PNG, ImageFormat.GIF, ImageFormat.BMP}
-)
-
 _MAGIC_NUMBERS: tuple[tuple[bytes, ImageFormat], ...] = (
     (b"\xff\xd8\xff", ImageFormat.JPEG),
     (b"\x89PNG\r\n\x1a\n", ImageFormat.PNG),

@@ -1,33 +1,34 @@
-"""Image bytes -> the exact 224x224x3 float32 tensor the model was trained on.
+"""Image bytes -> the exact 224x224x3 float32 tensor the model was trained on, without TensorFlow.
 
 Training read files with `keras.utils.image_dataset_from_directory(image_size=(224, 224))`,
-which does `tf.io.decode_image(channels=3, expand_animations=False)` and then
-`tf.image.resize` (bilinear, half-pixel centres, no antialiasing). For the formats that pipeline
-reads (JPEG, PNG, GIF, BMP) we run those same TensorFlow ops, fused in one compiled graph: it is
-the only way to get TF's fast-integer-DCT JPEG pixels, and it is as fast as any alternative.
-WebP and TIFF, which the reference cannot read, are decoded by Pillow into the same convention
-(first frame, alpha dropped without compositing, grey expanded to RGB, 16-bit scaled to 8-bit);
-SVG is rendered to PNG bytes first. Image dimensions are checked from the header before any
-pixels are decoded, so a decompression bomb never allocates.
+which does `tf.io.decode_image(channels=3, expand_animations=False)` and then `tf.image.resize`
+(bilinear, half-pixel centres, no antialiasing). Each step is reproduced bit for bit (the parity
+tests compare against TensorFlow itself): JPEG with libjpeg-turbo as TensorFlow configures it
+(jpeg.py), BMP by TensorFlow's own byte copy (bmp.py), GIF by TensorFlow's first-frame rules
+over Pillow's LZW decoder (gif.py), PNG by Pillow, whose conventions here are TensorFlow's
+(alpha dropped without compositing, grey expanded to RGB, 16-bit reduced to the high byte), and
+the resize in numpy (resize.py). WebP and TIFF, which the
+training pipeline does not read, follow the same Pillow convention; SVG is rendered to PNG bytes
+first. Image dimensions are checked from the header before any pixels are decoded, so a
+decompression bomb never allocates.
 """
 
 from __future__ import annotations
 
 import io
-import os
-import re
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import tensorflow as tf
-
-from .errors import ErrorType, ImageError
-from .image_format import TENSORFLOW_FORMATS, ImageFormat, sniff_format
+from .bmp import decode_bmp, read_bmp_header
+from .errors import ErrorType, ImageError, undecodable
+from .gif import decode_gif, read_gif_layout
+from .image_format import ImageFormat, sniff_format
+from .jpeg import check_scan_count, decode_jpeg, read_jpeg_layout
 from .model_file import INPUT_SIZE
+from .resize import resize_bilinear
 from .settings import Settings
 from .svg import SvgLimits, rasterize_svg
 
@@ -56,35 +57,34 @@ class DecodeLimits:
 
 
 DEFAULT_LIMITS = DecodeLimits()
-MAX_JPEG_SCANS = 100
-# The next marker after entropy-coded data: 0xFF not followed by a stuffed 0x00 or an RSTn.
-_JPEG_MARKER = re.compile(rb"\xff(?=[^\x00\xd0-\xd7])")
-
-
-@tf.function(input_signature=[tf.TensorSpec([], tf.string)])
-def _tensorflow_decode_and_resize(data: tf.Tensor) -> tf.Tensor:
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)
-    return tf.image.resize(image, (INPUT_SIZE, INPUT_SIZE))
-
-
-@tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
-def _tensorflow_resize(rgb: tf.Tensor) -> tf.Tensor:
-    return tf.image.resize(rgb, (INPUT_SIZE, INPUT_SIZE))
 
 
 def image_to_model_input(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> np.ndarray:
     """Decode untrusted image bytes into a (224, 224, 3) float32 array in 0..255."""
+    return resize_bilinear(image_to_rgb(data, limits), INPUT_SIZE)
+
+
+def image_to_rgb(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> np.ndarray:
+    """Decode untrusted image bytes into (height, width, 3) uint8 RGB, as TensorFlow decodes."""
     image_format = sniff_format(data)
     if image_format is ImageFormat.SVG:
         data = rasterize_svg(data, limits.svg)
         image_format = ImageFormat.PNG
+    if image_format is ImageFormat.BMP:
+        bmp = read_bmp_header(data)
+        _check_pixel_budget(bmp.width, bmp.rows, 1, limits)
+        return decode_bmp(data, bmp)
+    if image_format is ImageFormat.GIF:
+        gif = read_gif_layout(data)  # TensorFlow decodes every frame before keeping the first
+        _check_pixel_budget(gif.width, gif.height, gif.frames, limits)
+        return decode_gif(data, gif)
     with _open_header(data) as header:
-        _check_pixel_budget(header, limits)
+        _check_pixel_budget(*header.size, 1, limits)
         if image_format is ImageFormat.JPEG:
-            _check_jpeg_scans(data)
-        if image_format in TENSORFLOW_FORMATS:
-            return _decode_with_tensorflow(data)
-        return _tensorflow_resize(_pillow_rgb(header)).numpy()
+            layout = read_jpeg_layout(data)
+            check_scan_count(layout)
+            return decode_jpeg(data, layout)
+        return _pillow_rgb(header)
 
 
 def _open_header(data: bytes) -> Image.Image:
@@ -99,11 +99,9 @@ def _open_header(data: bytes) -> Image.Image:
         raise ImageError(ErrorType.DECODE_FAILED, f"the image header is corrupt: {error}") from None
 
 
-def _check_pixel_budget(header: Image.Image, limits: DecodeLimits) -> None:
-    width, height = header.size
+def _check_pixel_budget(width: int, height: int, frames: int, limits: DecodeLimits) -> None:
     if width <= 0 or height <= 0:
         raise ImageError(ErrorType.DECODE_FAILED, f"invalid image dimensions {width}x{height}")
-    frames = _frame_count(header) if header.format == "GIF" else 1
     if width * height * frames > limits.max_pixels:
         raise ImageError(
             ErrorType.TOO_LARGE,
@@ -112,90 +110,30 @@ def _check_pixel_budget(header: Image.Image, limits: DecodeLimits) -> None:
         )
 
 
-def _check_jpeg_scans(data: bytes) -> None:
-    """Each progressive scan is a pass over every block, and one can be a few bytes long:
-    without a cap a 25 MiB file can hold a million passes. Encoders write about 10."""
-    scans = _jpeg_scan_count(data)
-    if scans > MAX_JPEG_SCANS:
-        raise ImageError(
-            ErrorType.DECODE_FAILED,
-            f"unsafe JPEG refused: more than {MAX_JPEG_SCANS} scans",
-        )
-
-
-def _jpeg_scan_count(data: bytes) -> int:
-    """SOS markers of the first image, walking segments (APPn payloads and later embedded
-    images are skipped, so their bytes can't be miscounted); stops past the cap."""
-    scans, at = 0, 2
-    while at + 4 <= len(data) and scans <= MAX_JPEG_SCANS:
-        if data[at] != 0xFF:
-            return scans  # corrupt: the decoder will say so
-        marker = data[at + 1]
-        if marker == 0xFF:  # fill byte
-            at += 1
-            continue
-        if marker == 0xD9:  # EOI
-            return scans
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length field
-            at += 2
-            continue
-        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
-        if marker == 0xDA:  # entropy-coded data follows: 0xFF in it is stuffed (FF00) or RSTn
-            scans += 1
-            next_marker = _JPEG_MARKER.search(data, at)
-            if next_marker is None:
-                return scans
-            at = next_marker.start()
-    return scans
-
-
-def _frame_count(header: Image.Image) -> int:
-    """GIF frames: TensorFlow decodes all of them before keeping the first."""
-    try:
-        return max(1, int(getattr(header, "n_frames", 1)))
-    except Exception as error:
-        raise ImageError(ErrorType.DECODE_FAILED, f"corrupt GIF: {error}") from None
-
-
-def _decode_with_tensorflow(data: bytes) -> np.ndarray:
-    try:
-        return _tensorflow_decode_and_resize(tf.constant(data)).numpy()
-    except tf.errors.OpError as error:
-        raise _undecodable(_tensorflow_reason(error)) from None
-
-
-def _tensorflow_reason(error: tf.errors.OpError) -> str:
-    """The decoder's own words, without the graph-execution traceback around them."""
-    noise = ("Graph execution error", "Detected at node", "File ", "[[")
-    lines = [line.strip() for line in (error.message or "").splitlines()]
-    reasons = [line for line in lines if line and not line.startswith(noise)]
-    return reasons[-1] if reasons else type(error).__name__
-
-
 def _pillow_rgb(image: Image.Image) -> np.ndarray:
     """Pillow decode into TF's convention: frame 0, alpha dropped, grey expanded, 8 bits."""
     try:
-        image.seek(0)
-        image.load()
-        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-            grey = (np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8)
-            return np.repeat(grey[:, :, None], 3, axis=2)
-        if image.mode in ("RGBA", "RGBa", "LA", "La", "PA"):
-            image = image.convert("RGBA")
-            return np.ascontiguousarray(np.asarray(image)[:, :, :3])
-        return np.asarray(image.convert("RGB"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image.seek(0)
+            image.load()
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+                grey = (np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8)
+                return np.repeat(grey[:, :, None], 3, axis=2)
+            if image.mode in ("RGBA", "RGBa", "LA", "La", "PA"):
+                image = image.convert("RGBA")
+                return np.ascontiguousarray(np.asarray(image)[:, :, :3])
+            return np.asarray(image.convert("RGB"))
     except ImageError:
         raise
     except Exception as error:  # truncated or corrupt pixel data
-        raise _undecodable(error) from None
-
-
-def _undecodable(reason: object) -> ImageError:
-    return ImageError(ErrorType.DECODE_FAILED, f"the image could not be decoded: {reason}")
+        raise undecodable(error) from None
 
 
 def warm_up_decoding() -> None:
-    """Trace the decode graph at start-up, so the first request's decode isn't ~200 ms slower."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (8, 8), (255, 0, 0)).save(buffer, "PNG")
-    image_to_model_input(buffer.getvalue())
+    """Decode one small image of each common format at start-up, so the first request doesn't
+    pay for loading decoder code and tables."""
+    for image_format in ("PNG", "JPEG"):
+        buffer = io.BytesIO()
+        Image.new("RGB", (8, 8), (255, 0, 0)).save(buffer, image_format)
+        image_to_model_input(buffer.getvalue())
