@@ -45,12 +45,15 @@ _PREDEFINED_ENTITIES = frozenset({b"amp", b"lt", b"gt", b"quot", b"apos"})
 _CHARACTER_REFERENCE_BYTES = 4  # `&#...;` in an alias: one character, at most 4 bytes of UTF-8
 
 _LITERAL = rb"(?:\"[^\"]*\"|'[^']*')"
-_COMMENT = rb"<!--[^-]*+(?:-[^-]++)*+-->"  # XML's: no "--" inside, no "-" before the end
-# Spaces, comments and processing instructions (the XML declaration too); possessive: one pass,
-# no backtracking state kept, however long.
-_PROLOG_ITEM = rb"\s*+(?:" + _COMMENT + rb"|<\?.*?\?>)"
-_PROLOG = re.compile(rb"(?:" + _PROLOG_ITEM + rb")*+\s*+", re.DOTALL)
-_ONE_PROLOG_ITEM = re.compile(_PROLOG_ITEM, re.DOTALL)
+# XML's comment: no "--" inside, no "-" before the end. One character (or a dash and the one
+# after it) per repetition: Python 3.11.2 (Debian bookworm's, the production image's) matches
+# a possessive repeat of a group that holds another repeat wrongly, e.g. no comment at all.
+_COMMENT = rb"<!--(?:[^-]|-[^-])*+-->"
+# One of the spaces, comments and processing instructions (the XML declaration too) before the
+# DOCTYPE; possessive: one pass, no backtracking state kept, however long. The prolog is matched
+# an item at a time (3.11.2 also mis-repeats this pattern as a possessive group).
+_ONE_PROLOG_ITEM = re.compile(rb"\s*+(?:" + _COMMENT + rb"|<\?.*?\?>)", re.DOTALL)
+_SPACES = re.compile(rb"\s*+")
 _DOCTYPE = re.compile(
     rb"<!DOCTYPE\s+[^\s\[>]+(?:\s+(?:SYSTEM\s*" + _LITERAL
     + rb"|PUBLIC\s*" + _LITERAL + rb"\s*" + _LITERAL + rb"))?\s*(\[)?"
@@ -224,10 +227,11 @@ class DtdEnforcingParser(DefusedXMLParser):
 def _skip_prolog(data: bytes) -> int:
     """Offset past the BOM, XML declaration, comments, processing instructions and spaces,
     within the first MAX_PROLOG_BYTES."""
-    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
-    prolog = _PROLOG.match(data, start, start + MAX_PROLOG_BYTES)
-    assert prolog is not None  # the pattern matches the empty string
-    return prolog.end()
+    position = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    end = position + MAX_PROLOG_BYTES
+    while (item := _ONE_PROLOG_ITEM.match(data, position, end)) is not None:
+        position = item.end()
+    return _SPACES.match(data, position, end).end()
 
 
 def _entity_value(
