@@ -18,29 +18,38 @@ MIB = 1024 * 1024
 
 
 class PeakRss:
-    """Samples the RSS of the server and its children (SVG render workers) every 10 ms."""
+    """Samples, every 10 ms, the RSS of the server process and of its largest child (an SVG
+    render worker). They are kept apart: a worker may grow up to its own address-space cap
+    before the kernel stops it, which says nothing about the server's memory."""
 
     def __init__(self, server: ServerProcess) -> None:
         self._process = psutil.Process(server.process.pid)
-        self.baseline = self._rss()
+        self.baseline = self._process.memory_info().rss
         self.peak = self.baseline
+        self.worker_peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
-    def _rss(self) -> int:
-        total = self._process.memory_info().rss
+    def _largest_child_rss(self) -> int:
+        largest = 0
         for child in self._process.children(recursive=True):
             with contextlib.suppress(psutil.Error):  # a render worker just replaced
-                total += child.memory_info().rss
-        return total
+                largest = max(largest, child.memory_info().rss)
+        return largest
 
     def _sample(self) -> None:
         while not self._stop.wait(0.01):
-            self.peak = max(self.peak, self._rss())
+            self.peak = max(self.peak, self._process.memory_info().rss)
+            self.worker_peak = max(self.worker_peak, self._largest_child_rss())
 
     @property
     def growth_mib(self) -> float:
+        """The server process's own growth over the baseline."""
         return (self.peak - self.baseline) / MIB
+
+    @property
+    def worker_peak_mib(self) -> float:
+        return self.worker_peak / MIB
 
     def __enter__(self) -> PeakRss:
         self._thread.start()

@@ -123,9 +123,13 @@ async def test_hostile_images_get_per_instance_errors(http, server, samples):
         if actual != cases[name][1]:
             wrong[name] = (cases[name][1], result)
     assert not wrong, wrong
-    print(f"peak RSS growth {memory.growth_mib:.0f} MiB")
+    print(
+        f"peak RSS growth {memory.growth_mib:.0f} MiB, render worker {memory.worker_peak_mib:.0f}"
+    )
     # decoding any of the bombs would have needed gigabytes (12000^2 RGB as float32: 1.6 GB)
     assert memory.growth_mib < 400, f"server memory grew by {memory.growth_mib:.0f} MiB"
+    # the 3.6 GB pattern tile is stopped by the render worker's 2 GiB address-space cap
+    assert memory.worker_peak_mib < 2048, f"a render worker reached {memory.worker_peak_mib} MiB"
     await assert_healthy(http, server)
 
 

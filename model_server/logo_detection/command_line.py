@@ -52,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--model_dir",
         type=str,
         default=defaults["model_path"].default,
-        help="The model: a .keras file, or a directory holding exactly one (KServe mounts "
-        "/mnt/models). Same as MODEL_PATH.",
+        help="The model: an exported .onnx file or a .keras file, or a directory holding one "
+        "(KServe mounts /mnt/models; .onnx preferred). Same as MODEL_PATH.",
     )
     return parser
 
