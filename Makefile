@@ -9,7 +9,7 @@ PRODUCTION_MODEL_DIR ?= models/production
 IMAGE ?= logo-detection:latest
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint bench prepare-data train evaluate download-model clean image
+.PHONY: help install install-gpu run test lint bench prepare-data train lso evaluate download-model clean image
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -22,6 +22,16 @@ $(INSTALLED): requirements-serving.txt requirements.txt requirements-dev.txt pyp
 	touch $(INSTALLED)
 
 install: $(INSTALLED) ## Create .venv with the pinned stack
+
+GPU_VENV ?= .venv-gpu
+
+install-gpu: ## Create .venv-gpu for GPU training (TensorFlow's CUDA build); then make train VENV=.venv-gpu
+	$(PYTHON_BIN) -m venv $(GPU_VENV)
+	$(GPU_VENV)/bin/pip install --quiet --upgrade pip
+	$(GPU_VENV)/bin/pip install --quiet -r requirements-gpu.txt
+	$(GPU_VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
+	$(GPU_VENV)/bin/python -c "import tensorflow as tf; print('GPUs:', tf.config.list_physical_devices('GPU'))"
+	touch $(GPU_VENV)/.installed
 
 run: $(INSTALLED) ## Serve the default model on http://localhost:8080 (MODEL_PATH overrides)
 	$(PY) -m model_server.logo_detection
@@ -61,8 +71,8 @@ download-model: ## Fetch the production logo_max_all.keras (needs internet)
 	@mv $(PRODUCTION_MODEL_DIR)/logo_max_all.keras.part $(PRODUCTION_MODEL_DIR)/logo_max_all.keras
 	@echo "Saved $(PRODUCTION_MODEL_DIR)/logo_max_all.keras; serve it with: MODEL_PATH=$(PRODUCTION_MODEL_DIR)/logo_max_all.keras make run"
 
-clean: ## Remove the venv, caches and build output
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+clean: ## Remove the venvs, caches and build output
+	rm -rf $(VENV) $(GPU_VENV) build dist *.egg-info .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 image: ## Build the production container image (needs a Docker engine)

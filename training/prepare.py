@@ -24,6 +24,8 @@ import resvg_py
 from PIL import Image, ImageFilter
 
 from training import synth
+from training.paths import repo_relative
+from training.progress import progress
 
 LOGO, OTHER = "logo", "out_of_domain"
 # Variants per source item, sized so the classes end up roughly balanced and small sources
@@ -326,13 +328,14 @@ def prepare(source_dir: Path, out: Path, seed: int = 1, workers: int = 2) -> dic
     for d in {(j.cls, j.source) for j in todo}:
         (out / d[0] / d[1]).mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(workers) as pool:
-        done = [p for p in pool.map(_make_safe, [(j, out, seed) for j in todo], chunksize=32) if p]
+        made = pool.map(_make_safe, [(j, out, seed) for j in todo], chunksize=8)
+        done = [p for p in progress(made, len(todo), "prepare") if p]
     counts: dict[str, int] = {}
     for p in done:
         key = "/".join(Path(p).parts[:2])
         counts[key] = counts.get(key, 0) + 1
     info = {
-        "source_dir": str(source_dir),
+        "source_dir": repo_relative(source_dir),
         "seed": seed,
         "counts": dict(sorted(counts.items())),
         "manifest_sha1": hashlib.sha1(
