@@ -56,6 +56,15 @@ train: $(INSTALLED) ## Train the classifier (TRAINING_DATA -> TRAIN_OUT; ~70 min
 	$(PY) -m training train --data-dir $(TRAINING_DATA) --out $(TRAIN_OUT) \
 		--stages 3x96:0.9,4x128:0.8,1x224:0.8 --steps-per-epoch 200
 
+LSO_OUT ?= build/lso-run
+LSO_HOLDOUT ?= out_of_domain/kodak24,out_of_domain/tuxpaint-stamps,out_of_domain/svg-maps,out_of_domain/desktop-wallpapers,logo/football-icons
+LSO_STAGES ?= 2x96:0.9,2x128:0.8
+LSO_STEPS ?= 150
+
+lso: $(INSTALLED) ## Leave-source-out: train without LSO_HOLDOUT sources (short schedule), score each
+	$(PY) -m training lso --data-dir $(TRAINING_DATA) --out $(LSO_OUT) --holdout $(LSO_HOLDOUT) \
+		--stages $(LSO_STAGES) --steps-per-epoch $(LSO_STEPS) --validation-steps 20
+
 evaluate: $(INSTALLED) ## Evaluate the trained model on the held-out test split (plots, per source)
 	$(PY) -m training evaluate --model $(TRAIN_OUT)/logo_detection.keras \
 		--data-dir $(TRAINING_DATA) --split test --out $(TRAIN_OUT)/evaluation

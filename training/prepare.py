@@ -364,10 +364,33 @@ def make(job: Job, out: Path, seed: int) -> str:
         data, ext = cutout_file(job, rng)
     else:
         data, ext = photo_file(job, rng)
-    stem = Path(job.src).stem if job.src else f"{job.variant:05d}"
-    rel = Path(job.cls) / job.source / f"{job.group}__{stem}-{job.variant}.{ext}"
-    (out / rel).write_bytes(data)
+    rel = Path(job.cls) / job.source / f"{output_stem(job)}.{ext}"
+    part = out / rel.parent / f".{rel.name}.part"  # hidden until complete: a killed run resumes
+    part.write_bytes(data)
+    part.replace(out / rel)
     return str(rel)
+
+
+def output_stem(job: Job) -> str:
+    """The file name without its extension (which depends on the random format)."""
+    stem = Path(job.src).stem if job.src else f"{job.variant:05d}"
+    return f"{job.group}__{stem}-{job.variant}"
+
+
+def capped(todo: list[Job], max_per_source: int | None, seed: int) -> list[Job]:
+    """At most ``max_per_source`` files per source: a fixed pseudo-random choice of items,
+    variants of one item kept together, so a capped set is a subset of the full one."""
+    if not max_per_source:
+        return todo
+
+    def rank(j: Job) -> tuple[str, int]:
+        item = f"{seed}:{j.source}:{j.src or j.group}"
+        return hashlib.sha256(item.encode()).hexdigest(), j.variant
+
+    by_source: dict[tuple[str, str], list[Job]] = {}
+    for j in todo:
+        by_source.setdefault((j.cls, j.source), []).append(j)
+    return [j for js in by_source.values() for j in sorted(js, key=rank)[:max_per_source]]
 
 
 def _make_safe(args: tuple[Job, Path, int]) -> str | None:
@@ -400,16 +423,37 @@ def jobs(source_dir: Path) -> list[Job]:
     return out
 
 
-def prepare(source_dir: Path, out: Path, seed: int = 1, workers: int = 2) -> dict:
-    """Build the data set under ``out`` and write ``out/sources.json`` describing it."""
-    if out.exists():
+def prepare(
+    source_dir: Path,
+    out: Path,
+    seed: int = 1,
+    workers: int = 2,
+    max_per_source: int | None = None,
+    fresh: bool = False,
+) -> dict:
+    """Build the data set under ``out`` and write ``out/sources.json`` describing it.
+
+    Files already in ``out`` (from an interrupted or capped run with the same seed) are kept,
+    not made again; ``fresh`` starts from an empty folder.
+    """
+    if fresh and out.exists():
         shutil.rmtree(out)
-    todo = jobs(source_dir)
+    todo = capped(jobs(source_dir), max_per_source, seed)
+    existing: dict[str, str] = {}
     for d in {(j.cls, j.source) for j in todo}:
-        (out / d[0] / d[1]).mkdir(parents=True, exist_ok=True)
+        folder = out / d[0] / d[1]
+        folder.mkdir(parents=True, exist_ok=True)
+        for f in folder.iterdir():
+            if not f.name.startswith("."):
+                existing[str(Path(d[0]) / d[1] / f.stem)] = str(f.relative_to(out))
+    done = []
+    missing = []
+    for j in todo:
+        have = existing.get(str(Path(j.cls) / j.source / output_stem(j)))
+        (done if have else missing).append(have or j)
     with ProcessPoolExecutor(workers) as pool:
-        made = pool.map(_make_safe, [(j, out, seed) for j in todo], chunksize=8)
-        done = [p for p in progress(made, len(todo), "prepare") if p]
+        made = pool.map(_make_safe, [(j, out, seed) for j in missing], chunksize=8)
+        done += [p for p in progress(made, len(missing), "prepare") if p]
     counts: dict[str, int] = {}
     for p in done:
         key = "/".join(Path(p).parts[:2])
@@ -417,6 +461,7 @@ def prepare(source_dir: Path, out: Path, seed: int = 1, workers: int = 2) -> dic
     info = {
         "source_dir": repo_relative(source_dir),
         "seed": seed,
+        "max_per_source": max_per_source,
         "counts": dict(sorted(counts.items())),
         "manifest_sha1": hashlib.sha1(
             (source_dir / "meta" / "manifest.csv").read_bytes()

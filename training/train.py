@@ -145,6 +145,7 @@ def train(
     run_eagerly: bool = False,
     extra_callbacks: list[keras.callbacks.Callback] | None = None,
     exclude: Collection[str] = (),
+    augmentation: str = "strong",
 ) -> dict:
     """Train, keep the best epoch by validation PR-AUC, write the model + its JSON to ``out``.
 
@@ -207,6 +208,7 @@ def train(
             train=True,
             min_scale=stage.min_scale,
             seed=seed,
+            augmentation=augmentation,
         )
         stop = keras.callbacks.EarlyStopping(monitor="val_pr_auc", mode="max", patience=patience)
         steps = steps_per_epoch or math.ceil(len(y_train) / global_batch)
@@ -239,6 +241,7 @@ def train(
             "stages": [s.__dict__ for s in stages],
             "batch_size": global_batch,
             "learning_rate": learning_rate,
+            "augmentation": augmentation,
             "seed": seed,
             "backbone_weights": repo_relative(backbone_weights) if backbone_weights else None,
             "held_out_sources": sorted(exclude),
