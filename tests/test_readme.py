@@ -44,10 +44,12 @@ SKIPPED = {
     "make download-model": "needs internet; test_make_download_model runs it on a local URL",
     "make image": "needs a Docker engine; test_packaging checks the Dockerfile",
     "make clean": "deletes .venv; test_make_clean runs it in a scratch copy",
-    "make prepare-data": "renders ~13.6k files for ~10 min; test_training runs its steps on a "
+    "make prepare-data": "renders ~17.3k files for ~10 min; test_training runs its steps on a "
     "tiny generated set",
     "make train": "an hour of training; test_training trains one short epoch the same way",
     "make evaluate": "needs a trained run; test_training evaluates its tiny model",
+    "make lso": "trains for tens of minutes; test_training runs lso on a tiny generated set",
+    "make install-gpu": "downloads TensorFlow's CUDA build; test_training_tools checks its pins",
     ".venv/bin/python -m training classify": "test_training runs classify with a grid",
     "docker": "needs a Docker engine; test_packaging checks the Dockerfile",
     "kubectl": "needs a cluster; test_packaging validates the InferenceService",
