@@ -70,6 +70,11 @@ def parser() -> argparse.ArgumentParser:
         "--target-precision", type=float, default=0.99, help="picks the operating point"
     )
     ev.add_argument("--cache-dir", type=Path)
+    ev.add_argument(
+        "--sources",
+        type=sources_list,
+        help="only these class/source folders, e.g. sources a model never saw",
+    )
 
     cl = sub.add_parser("classify", help="score files and draw them in a grid")
     cl.add_argument("--model", type=Path, required=True)
@@ -184,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             args.split,
             args.target_precision,
             args.cache_dir or default_cache(args.data_dir),
+            sources=args.sources,
         )
         print(table(report))
         print(f"wrote {out / 'evaluation.json'} and plots")

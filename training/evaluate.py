@@ -110,9 +110,11 @@ def evaluate(
     target_precision: float = 0.99,
     cache_dir: Path | None = None,
     batch_size: int = 32,
+    sources: list[str] | None = None,
 ) -> dict:
-    """Score every image of ``split``; write ``evaluation.json`` and the plots to ``out``."""
-    images, labels, examples = data.load_subset(data_dir, split, cache_dir)
+    """Score every image of ``split`` (of ``sources`` only, if given: ``class/source`` names);
+    write ``evaluation.json`` and the plots to ``out``."""
+    images, labels, examples = data.load_subset(data_dir, split, cache_dir, only=sources)
     scores = score_model(load(model_path), images, batch_size)
     threshold = (
         operating_point(labels, scores, target_precision) if len(np.unique(labels)) == 2 else 0.5
