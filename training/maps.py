@@ -10,7 +10,6 @@ Every map is a pure function of its ``random.Random``, so the data set is reprod
 from __future__ import annotations
 
 import functools
-import io
 import itertools
 import math
 import random
@@ -27,6 +26,8 @@ import shapefile
 from matplotlib.collections import PolyCollection
 from matplotlib.patches import Patch, PathPatch
 from matplotlib.path import Path as MplPath
+
+from training.synth import save_figure
 
 SHAPEFILE = "naturalearth_lowres.shp"
 PYGAL_SVG = "pygal_worldmap.svg"
@@ -225,7 +226,9 @@ def world_map(rng: random.Random, geo_dir: Path) -> tuple[bytes, str]:
             rng.choice([legend_title, locator.name, f"{locator.continent}", "Map"]),
             fontsize=rng.choice([9, 11, 14]),
         )
-    return _save(fig, rng)
+    return save_figure(
+        fig, rng, {"png": 4, "png-transparent": 1, "jpg": 3, "svg": 2}, min_quality=50
+    )
 
 
 def _subdivide(ax, rng: random.Random, country: Country, projection: str, centre, border) -> None:
@@ -280,19 +283,6 @@ def _labels(ax, rng: random.Random, items, projection: str, centre) -> None:
         x, y = xy.mean(0)
         name = c.iso if rng.random() < 0.3 else c.name
         ax.text(x, y, name, fontsize=size, color=colour, ha="center", va="center", clip_on=True)
-
-
-def _save(fig, rng: random.Random) -> tuple[bytes, str]:
-    fmt = rng.choices(["png", "png-alpha", "jpg", "svg"], weights=[4, 1, 3, 2])[0]
-    buf = io.BytesIO()
-    if fmt == "svg":
-        fig.savefig(buf, format="svg")
-    elif fmt == "jpg":
-        fig.savefig(buf, format="jpg", pil_kwargs={"quality": rng.randint(50, 95)})
-    else:
-        fig.savefig(buf, format="png", transparent=fmt == "png-alpha")
-    plt.close(fig)
-    return buf.getvalue(), "png" if fmt == "png-alpha" else fmt
 
 
 def recoloured_svg(rng: random.Random, geo_dir: Path) -> str:
