@@ -66,6 +66,15 @@ def per_source(
     return out
 
 
+def worst(examples: list[data.Example], scores: np.ndarray, n: int = 25) -> list[dict]:
+    """The ``n`` files scored furthest from their label: what the model confuses."""
+    rows = (
+        {"file": repo_relative(e.path), "label": data.CLASS_NAMES[e.label], "logo_score": float(s)}
+        for e, s in zip(examples, scores, strict=True)
+    )
+    return sorted(rows, key=lambda r: -abs((r["label"] == "logo") - r["logo_score"]))[:n]
+
+
 def plots(labels: np.ndarray, scores: np.ndarray, out: Path, threshold: float) -> list[str]:
     """ROC, PR, confusion-matrix and score-histogram PNGs; returns the file names."""
     names = []
@@ -131,17 +140,7 @@ def evaluate(
         },
         "per_source": per_source(examples, labels, scores, threshold),
         "plots": plots(labels, scores, out, threshold),
-        "worst": sorted(
-            (
-                {
-                    "file": repo_relative(e.path),
-                    "label": data.CLASS_NAMES[e.label],
-                    "logo_score": float(s),
-                }
-                for e, s in zip(examples, scores, strict=True)
-            ),
-            key=lambda r: -abs((r["label"] == "logo") - r["logo_score"]),
-        )[:25],
+        "worst": worst(examples, scores),
     }
     (out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     return report

@@ -16,7 +16,7 @@ import numpy as np
 from sklearn import metrics as skm
 
 from training import data
-from training.evaluate import load, per_source, score_model
+from training.evaluate import load, per_source, score_model, worst
 from training.metadata import summary
 from training.paths import repo_relative
 from training.train import MODEL_FILE, train
@@ -96,6 +96,7 @@ def leave_sources_out(
             if len(np.unique(y_h)) == 2
             else None,
         },
+        "worst_held_out": worst(ex_h, s_h, 40),
         "in_distribution_test": {
             **summary(y_t, s_t),
             "per_source": per_source(ex_t, y_t, s_t, 0.5),
