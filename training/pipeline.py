@@ -140,10 +140,14 @@ def dataset(
     ``drop_remainder`` for multi-worker evaluation: a last batch too small to give every worker
     an example leaves one with an empty shard, which BatchNormalization cannot run on.
     """
-    ds = tf.data.Dataset.range(len(labels))
     if train:
         # endless, so an epoch may be any number of steps; still a permutation per pass
+        ds = tf.data.Dataset.range(len(labels))
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True).repeat()
+    else:
+        # one fixed permutation: files are listed class by class, so capped validation steps
+        # (--validation-steps) would otherwise see one class only
+        ds = tf.data.Dataset.from_tensor_slices(np.random.default_rng(0).permutation(len(labels)))
     ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(
         _gather(images, labels, num_classes)
     )
