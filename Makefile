@@ -9,7 +9,7 @@ PRODUCTION_MODEL_DIR ?= models/production
 IMAGE ?= logo-detection:latest
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint bench export prepare-data train evaluate download-model clean image test-image
+.PHONY: help install install-gpu run test lint bench export prepare-data train lso evaluate download-model clean image test-image
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -22,6 +22,16 @@ $(INSTALLED): requirements-serving.txt requirements.txt requirements-dev.txt pyp
 	touch $(INSTALLED)
 
 install: $(INSTALLED) ## Create .venv with the pinned stack
+
+GPU_VENV ?= .venv-gpu
+
+install-gpu: ## Create .venv-gpu for GPU training (TensorFlow's CUDA build); then make train VENV=.venv-gpu
+	$(PYTHON_BIN) -m venv $(GPU_VENV)
+	$(GPU_VENV)/bin/pip install --quiet --upgrade pip
+	$(GPU_VENV)/bin/pip install --quiet -r requirements-gpu.txt
+	$(GPU_VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
+	$(GPU_VENV)/bin/python -c "import tensorflow as tf; print('GPUs:', tf.config.list_physical_devices('GPU'))"
+	touch $(GPU_VENV)/.installed
 
 run: $(INSTALLED) ## Serve the default model on http://localhost:8080 (MODEL_PATH overrides)
 	$(PY) -m model_server.logo_detection
@@ -52,6 +62,15 @@ train: $(INSTALLED) ## Train the classifier (TRAINING_DATA -> TRAIN_OUT; ~70 min
 	$(PY) -m training train --data-dir $(TRAINING_DATA) --out $(TRAIN_OUT) \
 		--stages 3x96:0.9,4x128:0.8,1x224:0.8 --steps-per-epoch 200
 
+LSO_OUT ?= build/lso-run
+LSO_HOLDOUT ?= out_of_domain/kodak24,out_of_domain/tuxpaint-stamps,out_of_domain/svg-maps,out_of_domain/desktop-wallpapers,logo/football-icons
+LSO_STAGES ?= 2x96:0.9,2x128:0.8
+LSO_STEPS ?= 150
+
+lso: $(INSTALLED) ## Leave-source-out: train without LSO_HOLDOUT sources (short schedule), score each
+	$(PY) -m training lso --data-dir $(TRAINING_DATA) --out $(LSO_OUT) --holdout $(LSO_HOLDOUT) \
+		--stages $(LSO_STAGES) --steps-per-epoch $(LSO_STEPS) --validation-steps 20
+
 evaluate: $(INSTALLED) ## Evaluate the trained model on the held-out test split (plots, per source)
 	$(PY) -m training evaluate --model $(TRAIN_OUT)/logo_detection.keras \
 		--data-dir $(TRAINING_DATA) --split test --out $(TRAIN_OUT)/evaluation
@@ -67,8 +86,8 @@ download-model: ## Fetch the production logo_max_all.keras (needs internet)
 	@mv $(PRODUCTION_MODEL_DIR)/logo_max_all.keras.part $(PRODUCTION_MODEL_DIR)/logo_max_all.keras
 	@echo "Saved $(PRODUCTION_MODEL_DIR)/logo_max_all.keras; serve it with: MODEL_PATH=$(PRODUCTION_MODEL_DIR)/logo_max_all.keras make run"
 
-clean: ## Remove the venv, caches and build output
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+clean: ## Remove the venvs, caches and build output
+	rm -rf $(VENV) $(GPU_VENV) build dist *.egg-info .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 image: ## Build the production image (IMAGE=...; starts Docker and bootstraps its base if needed)

@@ -46,10 +46,12 @@ SKIPPED = {
     "(deploy/container.sh build)",
     "make export": "converts a model and checks it against TensorFlow; test_export runs the export",
     "make clean": "deletes .venv; test_make_clean runs it in a scratch copy",
-    "make prepare-data": "renders ~13.6k files for ~10 min; test_training runs its steps on a "
+    "make prepare-data": "renders ~17.3k files for ~10 min; test_training runs its steps on a "
     "tiny generated set",
     "make train": "an hour of training; test_training trains one short epoch the same way",
     "make evaluate": "needs a trained run; test_training evaluates its tiny model",
+    "make lso": "trains for tens of minutes; test_training runs lso on a tiny generated set",
+    "make install-gpu": "downloads TensorFlow's CUDA build; test_training_tools checks its pins",
     ".venv/bin/python -m training classify": "test_training runs classify with a grid",
     "docker": "test_container runs the image the same way (read-only, non-root, /mnt/models)",
     "kubectl": "needs a cluster; test_packaging validates the InferenceService",

@@ -55,6 +55,13 @@ def make_tiny_dataset(root: Path, per_class: int = 6) -> Path:
     return root
 
 
+def add_source_copy(root: Path, cls: str, source: str, new: str) -> None:
+    """A second source folder (same pixels, other names): for leave-source-out runs."""
+    (root / cls / new).mkdir()
+    for f in (root / cls / source).iterdir():
+        (root / cls / new / f"{new}-{f.name}").write_bytes(f.read_bytes())
+
+
 def run_cli(
     *args: str, env: dict | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess:
@@ -206,6 +213,42 @@ def test_two_workers_train_with_multi_worker_strategy(tiny, tmp_path):
     assert info["training"]["strategy"] == "MultiWorkerMirroredStrategy"
     assert info["training"]["replicas"] == 2
     assert info["training"]["batch_size"] == 4
+
+
+def test_leave_source_out_run_scores_each_held_out_source(tmp_path):
+    from training.lso import leave_sources_out, table
+    from training.train import parse_stages
+
+    root = make_tiny_dataset(tmp_path / "data")
+    add_source_copy(root, "logo", "shapes", "crests")
+    add_source_copy(root, "out_of_domain", "noise", "maps")
+    held = ["logo/crests", "out_of_domain/maps"]
+    report = leave_sources_out(
+        root,
+        tmp_path / "run",
+        held,
+        stages=parse_stages("1x32:0.9"),
+        batch_size=4,
+        steps_per_epoch=1,
+        validation_steps=1,
+        run_eagerly=True,
+        cache_dir=tmp_path / "cache",
+    )
+    info = json.loads((tmp_path / "run" / "logo_detection.json").read_text())
+    trained_on = set(info["data"]["counts"]["train"]) | set(info["data"]["counts"]["val"])
+    assert trained_on and not trained_on & set(held), "held-out sources were trained on"
+    assert info["training"]["held_out_sources"] == held
+    rows = report["held_out_sources"]
+    assert set(rows) == set(held)
+    assert rows["logo/crests"]["n"] == 7 and rows["out_of_domain/maps"]["n"] == 6
+    for row in rows.values():
+        assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["roc_auc"] <= 1.0
+    assert report["held_out_pooled"]["n"] == 13
+    assert 0.0 <= report["held_out_pooled"]["balanced_accuracy"] <= 1.0
+    assert not set(report["in_distribution_test"]["per_source"]) & set(held)
+    saved = json.loads((tmp_path / "run" / "lso.json").read_text())
+    assert saved["held_out"] == held
+    assert "| logo/crests | 7 |" in table(report)
 
 
 class Killed(RuntimeError):

@@ -1,4 +1,4 @@
-"""``python -m training {prepare,train,evaluate,classify}``: see training/README.md."""
+"""``python -m training {prepare,train,lso,evaluate,classify}``: see training/README.md."""
 
 from __future__ import annotations
 
@@ -27,8 +27,67 @@ def parser() -> argparse.ArgumentParser:
     prep.add_argument("--out", type=Path, required=True)
     prep.add_argument("--seed", type=int, default=1)
     prep.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    prep.add_argument(
+        "--max-per-source",
+        type=int,
+        help="at most N files per source (a fixed subset of the full set: quick comparisons)",
+    )
+    prep.add_argument(
+        "--fresh", action="store_true", help="start from an empty --out (default: resume)"
+    )
 
     tr = sub.add_parser("train", help="train the production architecture")
+    add_training_options(tr)
+
+    lso = sub.add_parser(
+        "lso", help="leave-source-out: train without whole sources, score each of them"
+    )
+    add_training_options(lso)
+    lso.add_argument(
+        "--holdout",
+        type=sources_list,
+        required=True,
+        help="class/source folders held out and scored, e.g. out_of_domain/kodak24,logo/devicon",
+    )
+    lso.add_argument(
+        "--exclude",
+        type=sources_list,
+        default=[],
+        help="class/source folders left out of training and not scored (a recipe without them)",
+    )
+
+    ev = sub.add_parser("evaluate", help="metrics, per-source table and plots for a model")
+    ev.add_argument("--model", type=Path, required=True)
+    ev.add_argument("--data-dir", type=Path, required=True)
+    ev.add_argument(
+        "--split",
+        default="all",
+        choices=["all", "train", "val", "test"],
+        help="'test' = the held-out split of a folder made by prepare (default all)",
+    )
+    ev.add_argument("--out", type=Path, help="default: evaluation/ beside the model")
+    ev.add_argument(
+        "--target-precision", type=float, default=0.99, help="picks the operating point"
+    )
+    ev.add_argument("--cache-dir", type=Path)
+    ev.add_argument(
+        "--sources",
+        type=sources_list,
+        help="only these class/source folders, e.g. sources a model never saw",
+    )
+
+    cl = sub.add_parser("classify", help="score files and draw them in a grid")
+    cl.add_argument("--model", type=Path, required=True)
+    cl.add_argument("--grid", type=Path, default=Path("classify.png"), help="grid image to write")
+    cl.add_argument("paths", type=Path, nargs="+", help="image files or folders")
+    return p
+
+
+def sources_list(text: str) -> list[str]:
+    return [k.strip().strip("/") for k in text.split(",") if k.strip()]
+
+
+def add_training_options(tr: argparse.ArgumentParser) -> None:
     tr.add_argument(
         "--data-dir", type=Path, required=True, help="folder with logo/ and out_of_domain/"
     )
@@ -39,6 +98,13 @@ def parser() -> argparse.ArgumentParser:
         "--stages",
         default=DEFAULT_STAGES,
         help="EPOCHSxSIZE:MIN_CROP_SCALE,... (default %(default)s)",
+    )
+    tr.add_argument(
+        "--augmentation",
+        choices=["basic", "strong"],
+        default="strong",
+        help="basic: crops and flips; strong (default): also zoom-out padding, aspect, colour "
+        "jitter, greyscale, JPEG re-encoding",
     )
     tr.add_argument("--batch-size", type=int, default=32, help="per replica")
     tr.add_argument("--learning-rate", type=float, default=2e-3)
@@ -62,26 +128,26 @@ def parser() -> argparse.ArgumentParser:
         help="auto (mixed_float16 on GPU), float32, mixed_bfloat16, ...",
     )
 
-    ev = sub.add_parser("evaluate", help="metrics, per-source table and plots for a model")
-    ev.add_argument("--model", type=Path, required=True)
-    ev.add_argument("--data-dir", type=Path, required=True)
-    ev.add_argument(
-        "--split",
-        default="all",
-        choices=["all", "train", "val", "test"],
-        help="'test' = the held-out split of a folder made by prepare (default all)",
-    )
-    ev.add_argument("--out", type=Path, help="default: evaluation/ beside the model")
-    ev.add_argument(
-        "--target-precision", type=float, default=0.99, help="picks the operating point"
-    )
-    ev.add_argument("--cache-dir", type=Path)
 
-    cl = sub.add_parser("classify", help="score files and draw them in a grid")
-    cl.add_argument("--model", type=Path, required=True)
-    cl.add_argument("--grid", type=Path, default=Path("classify.png"), help="grid image to write")
-    cl.add_argument("paths", type=Path, nargs="+", help="image files or folders")
-    return p
+def training_kwargs(args: argparse.Namespace) -> dict:
+    """The options ``train`` and ``lso`` share, as ``training.train.train`` keywords."""
+    from training.train import parse_stages
+
+    return {
+        "stages": parse_stages(args.stages),
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "seed": args.seed,
+        "backbone_weights": args.backbone_weights,
+        "cache_dir": args.cache_dir or default_cache(args.data_dir),
+        "patience": args.patience,
+        "steps_per_epoch": args.steps_per_epoch,
+        "validation_steps": args.validation_steps,
+        "deterministic": args.deterministic,
+        "precision": args.precision,
+        "run_eagerly": args.run_eagerly,
+        "augmentation": args.augmentation,
+    }
 
 
 def default_cache(data_dir: Path) -> Path | None:
@@ -95,27 +161,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "prepare":
         from training.prepare import prepare
 
-        print(json.dumps(prepare(args.source_dir, args.out, args.seed, args.workers), indent=2))
-    elif args.command == "train":
-        from training.train import parse_stages, train
-
-        info = train(
-            args.data_dir,
-            args.out,
-            parse_stages(args.stages),
-            args.batch_size,
-            args.learning_rate,
-            args.seed,
-            args.backbone_weights,
-            args.cache_dir or default_cache(args.data_dir),
-            args.patience,
-            args.steps_per_epoch,
-            args.validation_steps,
-            args.deterministic,
-            args.precision,
-            args.run_eagerly,
+        info = prepare(
+            args.source_dir, args.out, args.seed, args.workers, args.max_per_source, args.fresh
         )
+        print(json.dumps(info, indent=2))
+    elif args.command == "train":
+        from training.train import train
+
+        info = train(args.data_dir, args.out, **training_kwargs(args))
         print(json.dumps(info["metrics"], indent=2))
+    elif args.command == "lso":
+        from training.lso import leave_sources_out, table
+
+        report = leave_sources_out(
+            args.data_dir, args.out, args.holdout, args.exclude, **training_kwargs(args)
+        )
+        print(table(report))
+        print(f"wrote {args.out / 'lso.json'}")
     elif args.command == "evaluate":
         from training.evaluate import evaluate, table
 
@@ -127,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             args.split,
             args.target_precision,
             args.cache_dir or default_cache(args.data_dir),
+            sources=args.sources,
         )
         print(table(report))
         print(f"wrote {out / 'evaluation.json'} and plots")

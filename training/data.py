@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 
 from model_server.logo_detection.preprocess import image_to_model_input
 from model_server.logo_detection.tf.architecture import DEFAULT_CLASS_NAMES, INPUT_SIZE
+from training.progress import progress
 
 CLASS_NAMES = list(DEFAULT_CLASS_NAMES)  # index 1 = logo, as the production model
 SPLITS = ("train", "val", "test")
@@ -31,6 +33,12 @@ class Example:
     label: int
     source: str  # the sub-folder under the class folder ("" when files sit directly in it)
     group: str  # files sharing a group are variants of one original: never split apart
+
+    @property
+    def key(self) -> str:
+        """``class/source``, the name of the source in tables and in ``--holdout``."""
+        cls = CLASS_NAMES[self.label]
+        return f"{cls}/{self.source}" if self.source else cls
 
 
 def group_of(path: Path) -> str:
@@ -47,8 +55,11 @@ def split_of(group: str, seed: int = 0) -> str:
     return SPLITS[int(np.searchsorted(edges, x, side="right"))]
 
 
-def list_examples(data_dir: Path, split: str = "all", seed: int = 0) -> list[Example]:
-    """All image files under ``data_dir/<class>/``, optionally one split of them, sorted."""
+def list_examples(
+    data_dir: Path, split: str = "all", seed: int = 0, exclude: Collection[str] = ()
+) -> list[Example]:
+    """Image files under ``data_dir/<class>/``, optionally one split, sorted; ``exclude`` drops
+    whole ``class/source`` folders (leave-source-out)."""
     missing = [c for c in CLASS_NAMES if not (data_dir / c).is_dir()]
     if missing:
         raise SystemExit(
@@ -62,7 +73,7 @@ def list_examples(data_dir: Path, split: str = "all", seed: int = 0) -> list[Exa
         ):
             rel = path.relative_to(root)
             ex = Example(path, label, rel.parts[0] if len(rel.parts) > 1 else "", group_of(path))
-            if split == "all" or split_of(ex.group, seed) == split:
+            if ex.key not in exclude and (split == "all" or split_of(ex.group, seed) == split):
                 out.append(ex)
     return out
 
@@ -95,11 +106,10 @@ def load_arrays(
     images = np.zeros((len(examples), INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
     ok = np.zeros(len(examples), bool)
     with ThreadPoolExecutor(workers) as pool:
-        for i, arr in enumerate(pool.map(_decode, [e.path for e in examples])):
+        decoded = pool.map(_decode, [e.path for e in examples])
+        for i, arr in enumerate(progress(decoded, len(examples), "decoding")):
             if arr is not None:
                 images[i], ok[i] = arr, True
-            if (i + 1) % 1000 == 0:
-                print(f"decoded {i + 1}/{len(examples)}", flush=True)
     images = images[ok]
     kept_examples = [e for e, k in zip(examples, ok, strict=True) if k]
     if cache_dir:
@@ -109,10 +119,54 @@ def load_arrays(
     return images, np.array([e.label for e in kept_examples]), kept_examples
 
 
+class Rows:
+    """Some rows of a (memory-mapped) image array, read only when indexed.
+
+    Lets every split and every leave-source-out subset share one decoded cache of the whole
+    folder instead of decoding each subset again.
+    """
+
+    def __init__(self, images: np.ndarray, index: np.ndarray) -> None:
+        self.images, self.index = images, index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, key):
+        return self.images[self.index[key]]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return np.asarray(self.images[self.index], dtype)
+
+
+def load_subset(
+    data_dir: Path,
+    split: str = "all",
+    cache_dir: Path | None = None,
+    exclude: Collection[str] = (),
+    only: Collection[str] | None = None,
+) -> tuple[np.ndarray | Rows, np.ndarray, list[Example]]:
+    """Images, labels and examples of one split (``only``: just these ``class/source`` keys).
+
+    With a cache, the whole folder is decoded once and each subset is a view of it.
+    """
+
+    def wanted(e: Example, s: str) -> bool:
+        return (s == "all" or split_of(e.group) == s) and (only is None or e.key in only)
+
+    if not cache_dir:
+        examples = [e for e in list_examples(data_dir, exclude=exclude) if wanted(e, split)]
+        return load_arrays(examples, None)
+    images, labels, everything = load_arrays(list_examples(data_dir), cache_dir)
+    index = np.array(
+        [i for i, e in enumerate(everything) if e.key not in exclude and wanted(e, split)], int
+    )
+    return Rows(images, index), labels[index], [everything[i] for i in index]
+
+
 def counts(examples: list[Example]) -> dict[str, int]:
     """Files per ``class/source``, for the model's JSON and the model card."""
     out: dict[str, int] = {}
     for e in examples:
-        key = f"{CLASS_NAMES[e.label]}/{e.source}" if e.source else CLASS_NAMES[e.label]
-        out[key] = out.get(key, 0) + 1
+        out[e.key] = out.get(e.key, 0) + 1
     return dict(sorted(out.items()))

@@ -16,6 +16,8 @@ from sklearn import metrics as skm
 
 from training import data
 from training.metadata import summary
+from training.paths import repo_relative
+from training.progress import progress
 
 
 def score_model(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
@@ -25,9 +27,10 @@ def score_model(model: keras.Model, images: np.ndarray, batch_size: int = 32) ->
     """
     if len(images) <= batch_size:
         return np.asarray(model(np.asarray(images, np.float32), training=False))[:, 1]
+    starts = range(0, len(images), batch_size)
     scores = [
         np.asarray(model.predict_on_batch(np.asarray(images[i : i + batch_size], np.float32)))[:, 1]
-        for i in range(0, len(images), batch_size)
+        for i in progress(starts, len(starts), "scoring", unit="batch")
     ]
     return np.concatenate(scores) if scores else np.zeros(0)
 
@@ -61,6 +64,15 @@ def per_source(
             "mean_logo_score": float(scores[idx].mean()),
         }
     return out
+
+
+def worst(examples: list[data.Example], scores: np.ndarray, n: int = 25) -> list[dict]:
+    """The ``n`` files scored furthest from their label: what the model confuses."""
+    rows = (
+        {"file": repo_relative(e.path), "label": data.CLASS_NAMES[e.label], "logo_score": float(s)}
+        for e, s in zip(examples, scores, strict=True)
+    )
+    return sorted(rows, key=lambda r: -abs((r["label"] == "logo") - r["logo_score"]))[:n]
 
 
 def plots(labels: np.ndarray, scores: np.ndarray, out: Path, threshold: float) -> list[str]:
@@ -107,18 +119,19 @@ def evaluate(
     target_precision: float = 0.99,
     cache_dir: Path | None = None,
     batch_size: int = 32,
+    sources: list[str] | None = None,
 ) -> dict:
-    """Score every image of ``split``; write ``evaluation.json`` and the plots to ``out``."""
-    examples = data.list_examples(data_dir, split)
-    images, labels, examples = data.load_arrays(examples, cache_dir)
+    """Score every image of ``split`` (of ``sources`` only, if given: ``class/source`` names);
+    write ``evaluation.json`` and the plots to ``out``."""
+    images, labels, examples = data.load_subset(data_dir, split, cache_dir, only=sources)
     scores = score_model(load(model_path), images, batch_size)
     threshold = (
         operating_point(labels, scores, target_precision) if len(np.unique(labels)) == 2 else 0.5
     )
     out.mkdir(parents=True, exist_ok=True)
     report = {
-        "model": str(model_path),
-        "data_dir": str(data_dir),
+        "model": repo_relative(model_path),
+        "data_dir": repo_relative(data_dir),
         "split": split,
         "overall": summary(labels, scores),
         "operating_point": {
@@ -127,13 +140,7 @@ def evaluate(
         },
         "per_source": per_source(examples, labels, scores, threshold),
         "plots": plots(labels, scores, out, threshold),
-        "worst": sorted(
-            (
-                {"file": str(e.path), "label": data.CLASS_NAMES[e.label], "logo_score": float(s)}
-                for e, s in zip(examples, scores, strict=True)
-            ),
-            key=lambda r: -abs((r["label"] == "logo") - r["logo_score"]),
-        )[:25],
+        "worst": worst(examples, scores),
     }
     (out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     return report

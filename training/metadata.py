@@ -17,6 +17,7 @@ from sklearn import metrics as skm
 
 from model_server.logo_detection.tf.architecture import INPUT_SIZE
 from training import data
+from training.paths import repo_relative
 
 LIBRARIES = ("tensorflow", "tensorflow-cpu", "keras", "keras-cv", "numpy", "pillow", "resvg-py")
 
@@ -56,13 +57,16 @@ def summary(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> d
 
 def describe(data_dir: Path, counts: dict, training: dict, metrics: dict) -> dict:
     sources = data_dir / "sources.json"
+    prepared_from = json.loads(sources.read_text()) if sources.exists() else None
+    if prepared_from and prepared_from.get("source_dir"):
+        prepared_from["source_dir"] = repo_relative(prepared_from["source_dir"])
     return {
         "class_names": data.CLASS_NAMES,
         "input_size": [INPUT_SIZE, INPUT_SIZE],
         "input": "float32 RGB 0..255, from preprocess.image_to_model_input",
         "data": {
-            "data_dir": str(data_dir),
-            "prepared_from": json.loads(sources.read_text()) if sources.exists() else None,
+            "data_dir": repo_relative(data_dir),
+            "prepared_from": prepared_from,
             "split": {"method": "sha256 of the file-name group", "fractions": data.SPLIT_FRACTIONS},
             "counts": counts,
         },

@@ -23,7 +23,9 @@ import numpy as np
 import resvg_py
 from PIL import Image, ImageFilter
 
-from training import synth
+from training import maps, synth
+from training.paths import repo_relative
+from training.progress import progress
 
 LOGO, OTHER = "logo", "out_of_domain"
 # Variants per source item, sized so the classes end up roughly balanced and small sources
@@ -35,8 +37,16 @@ OTHER_VARIANTS = {
     "kodak24": 6,
     "pd-artworks-artbreaker": 3,
     "svg-maps": 6,
+    "tuxpaint-stamps": 2,
+    "flag-icons": 2,
+    "desktop-wallpapers": 4,
 }
 SYNTH_COUNTS = {"charts": 1000, "text-pages": 450, "diagrams": 450, "screenshots": 400}
+# Maps rendered from meta/geo: source folder -> (file in meta/geo, number of maps)
+MAP_COUNTS = {
+    "maps-naturalearth": (maps.SHAPEFILE, 1200),
+    "maps-pygal": (maps.PYGAL_SVG, 300),
+}
 
 
 @dataclass(frozen=True)
@@ -166,7 +176,7 @@ def logo_file(job: Job, rng: random.Random) -> tuple[bytes, str]:
     if fmt == "svg":
         return usable_svg(svg).encode(), "svg"
     side = _size(rng)
-    pad = rng.choice([0.0, 0.0, rng.uniform(0, 0.15), rng.uniform(0.1, 0.4)])
+    pad = _padding(rng)
     inner = max(16, int(side / (1 + 2 * pad)))
     logo = rasterize(svg, inner)
     if max(logo.size) > inner:  # tall logos: fit the longest side
@@ -176,19 +186,38 @@ def logo_file(job: Job, rng: random.Random) -> tuple[bytes, str]:
                 max(1, logo.height * inner // max(logo.size)),
             )
         )
-    extra_w = int(logo.width * pad * 2) + (
-        int(logo.width * rng.uniform(0, 1.5)) if rng.random() < 0.15 else 0
+    return compose(logo, rng, "png" if fmt == "png-alpha" else fmt, pad, fill, fmt == "png-alpha")
+
+
+def _padding(rng: random.Random) -> float:
+    return rng.choice([0.0, 0.0, rng.uniform(0, 0.15), rng.uniform(0.1, 0.4)])
+
+
+def compose(
+    item: Image.Image,
+    rng: random.Random,
+    fmt: str,
+    pad: float,
+    fill: tuple[int, int, int] | None = None,
+    transparent: bool = False,
+) -> tuple[bytes, str]:
+    """An RGBA item (logo, cut-out, photo) padded on a plain background, as Commons files are:
+    a transparent PNG (what hides under transparent pixels varies) or a PNG/JPEG/GIF on white,
+    light, dark or coloured backgrounds. Logos and non-logos go through the same code, so a
+    plain background or transparency says nothing about the class."""
+    extra_w = int(item.width * pad * 2) + (
+        int(item.width * rng.uniform(0, 1.5)) if rng.random() < 0.15 else 0
     )
-    extra_h = int(logo.height * pad * 2)
-    canvas_size = (logo.width + extra_w, logo.height + extra_h)
-    if fmt == "png-alpha":
+    extra_h = int(item.height * pad * 2)
+    canvas_size = (item.width + extra_w, item.height + extra_h)
+    if transparent:
         under = rng.choices([(0, 0, 0), (255, 255, 255), _background(rng)], weights=[7, 2, 1])[0]
         if (
             fill is not None and abs(_luma(fill) - _luma(under)) < 0.25
         ):  # else invisible once alpha is dropped
             under = (255, 255, 255) if _luma(fill) < 0.5 else (0, 0, 0)
         canvas = Image.new("RGBA", canvas_size, (*under, 0))
-        canvas.alpha_composite(logo, (extra_w // 2, extra_h // 2))
+        canvas.alpha_composite(item, (extra_w // 2, extra_h // 2))
         arr = np.asarray(canvas).copy()
         arr[arr[..., 3] == 0, :3] = under  # what editors leave under fully transparent pixels
         return _encode(Image.fromarray(arr, "RGBA"), rng, "png")
@@ -196,18 +225,54 @@ def logo_file(job: Job, rng: random.Random) -> tuple[bytes, str]:
     if fill is not None and abs(_luma(fill) - _luma(bg)) < 0.25:  # keep single-colour icons visible
         bg = (255, 255, 255) if _luma(fill) < 0.5 else (20, 20, 20)
     if fill is not None and rng.random() < 0.15:  # app-icon style: white glyph on the brand colour
-        bg, logo = (
+        bg, item = (
             fill,
             Image.merge(
-                "RGBA", (*Image.new("RGB", logo.size, (255, 255, 255)).split(), logo.split()[3])
+                "RGBA", (*Image.new("RGB", item.size, (255, 255, 255)).split(), item.split()[3])
             ),
         )
     canvas = Image.new("RGBA", canvas_size, (*bg, 255))
-    canvas.alpha_composite(logo, (extra_w // 2, extra_h // 2))
+    canvas.alpha_composite(item, (extra_w // 2, extra_h // 2))
     img = canvas.convert("RGB")
     if rng.random() < 0.1:  # low-quality re-uploads: scaled down and up, or blurred
         img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.5)))
     return _encode(img, rng, fmt)
+
+
+def cutout_file(job: Job, rng: random.Random) -> tuple[bytes, str]:
+    """A cut-out (object on transparency) as uploaded, or composed like a logo would be."""
+    path = Path(job.src)  # type: ignore[arg-type]
+    if job.variant == 0 and rng.random() < 0.4:
+        return path.read_bytes(), path.suffix.lower().lstrip(".")
+    item = _thumbnail(Image.open(path).convert("RGBA"), rng)
+    fmt = rng.choices(["png-alpha", "png", "jpg", "gif"], weights=[30, 35, 30, 5])[0]
+    return compose(
+        item, rng, "png" if fmt == "png-alpha" else fmt, _padding(rng), None, fmt == "png-alpha"
+    )
+
+
+def wallpaper_file(job: Job, rng: random.Random) -> tuple[bytes, str]:
+    """A wallpaper: SVG ones as SVG or rendered full-frame; raster ones like photos."""
+    if not job.src.endswith(".svg"):  # type: ignore[union-attr]
+        return photo_file(job, rng)
+    svg = usable_svg(Path(job.src).read_text(encoding="utf-8", errors="replace"))  # type: ignore[arg-type]
+    if job.variant == 0:
+        return svg.encode(), "svg"
+    img = rasterize(svg, _size(rng) + 100).convert("RGB")
+    return _encode(img, rng, rng.choice(["png", "jpg"]))
+
+
+def rendered_map_file(job: Job, rng: random.Random) -> tuple[bytes, str]:
+    """A coloured map from ``meta/geo``: matplotlib from the shapefile, or pygal's SVG."""
+    geo_dir = Path(job.src).parent  # type: ignore[arg-type]
+    if job.source == "maps-naturalearth":
+        return maps.world_map(rng, geo_dir)
+    svg = maps.recoloured_svg(rng, geo_dir)
+    fmt = rng.choice(["svg", "png", "png-alpha", "jpg"])
+    if fmt == "svg":
+        return svg.encode(), "svg"
+    img = rasterize(svg, _size(rng) + 100, None if fmt == "png-alpha" else "#ffffff")
+    return _encode(img if fmt == "png-alpha" else img.convert("RGB"), rng, fmt[:3])
 
 
 def map_file(job: Job, rng: random.Random) -> tuple[bytes, str]:
@@ -243,13 +308,18 @@ def photo_file(job: Job, rng: random.Random) -> tuple[bytes, str]:
     """A photo as uploaded (original file), re-encoded as PNG, or as a small JPEG thumbnail."""
     path = Path(job.src)  # type: ignore[arg-type]
     kind = rng.choices(
-        ["original", "png", "thumb", "crop"], weights=[4, 2, 4, 2 if job.source == "kodak24" else 0]
+        ["original", "png", "thumb", "crop", "matted"],
+        weights=[4, 2, 4, 2 if job.source == "kodak24" else 0, 2],
     )[0]
-    if job.variant == 1 and kind == "original":  # the second variant of a photo must differ
+    if job.variant >= 1 and kind == "original":  # only the first variant may be the original
         kind = "thumb"
     if kind == "original":
         return path.read_bytes(), path.suffix.lower().lstrip(".")
     img = Image.open(path)
+    if kind == "matted":  # a photo on a plain or transparent background, like a logo can be
+        fmt = rng.choices(["png-alpha", "png", "jpg"], weights=[1, 2, 3])[0]
+        item = _thumbnail(img.convert("RGBA"), rng)
+        return compose(item, rng, fmt[:3], rng.uniform(0.05, 0.4), None, fmt == "png-alpha")
     img = img.convert("RGB") if kind != "png" or img.mode not in ("P", "RGB") else img
     if kind == "crop":
         w, h = img.size
@@ -277,18 +347,50 @@ def synth_file(job: Job, rng: random.Random) -> tuple[bytes, str]:
 def make(job: Job, out: Path, seed: int) -> str:
     """Write one job's file; returns its path relative to ``out``."""
     rng = random.Random(f"{seed}:{job.cls}:{job.source}:{job.group}:{job.src}:{job.variant}")
+    suffix = Path(job.src).suffix.lower() if job.src else ""
     if job.src is None:
         data, ext = synth_file(job, rng)
-    elif job.cls == LOGO:
+    elif job.source in MAP_COUNTS:
+        data, ext = rendered_map_file(job, rng)
+    elif job.cls == LOGO or job.source == "flag-icons":
         data, ext = logo_file(job, rng)
     elif job.source == "svg-maps":
         data, ext = map_file(job, rng)
+    elif job.source == "desktop-wallpapers":
+        data, ext = wallpaper_file(job, rng)
+    elif suffix == ".svg":  # drawings (tuxpaint's cartoons): rendered and placed like logos
+        data, ext = logo_file(job, rng)
+    elif job.source == "tuxpaint-stamps" and suffix == ".png":
+        data, ext = cutout_file(job, rng)
     else:
         data, ext = photo_file(job, rng)
-    stem = Path(job.src).stem if job.src else f"{job.variant:05d}"
-    rel = Path(job.cls) / job.source / f"{job.group}__{stem}-{job.variant}.{ext}"
-    (out / rel).write_bytes(data)
+    rel = Path(job.cls) / job.source / f"{output_stem(job)}.{ext}"
+    part = out / rel.parent / f".{rel.name}.part"  # hidden until complete: a killed run resumes
+    part.write_bytes(data)
+    part.replace(out / rel)
     return str(rel)
+
+
+def output_stem(job: Job) -> str:
+    """The file name without its extension (which depends on the random format)."""
+    stem = Path(job.src).stem if job.src else f"{job.variant:05d}"
+    return f"{job.group}__{stem}-{job.variant}"
+
+
+def capped(todo: list[Job], max_per_source: int | None, seed: int) -> list[Job]:
+    """At most ``max_per_source`` files per source: a fixed pseudo-random choice of items,
+    variants of one item kept together, so a capped set is a subset of the full one."""
+    if not max_per_source:
+        return todo
+
+    def rank(j: Job) -> tuple[str, int]:
+        item = f"{seed}:{j.source}:{j.src or j.group}"
+        return hashlib.sha256(item.encode()).hexdigest(), j.variant
+
+    by_source: dict[tuple[str, str], list[Job]] = {}
+    for j in todo:
+        by_source.setdefault((j.cls, j.source), []).append(j)
+    return [j for js in by_source.values() for j in sorted(js, key=rank)[:max_per_source]]
 
 
 def _make_safe(args: tuple[Job, Path, int]) -> str | None:
@@ -315,25 +417,51 @@ def jobs(source_dir: Path) -> list[Job]:
             out += [Job(cls, source, group, v, str(path), colour) for v in range(n)]
     for source, n in SYNTH_COUNTS.items():
         out += [Job(OTHER, source, f"{source}{i:05d}", i) for i in range(n)]
+    for source, (geo_file, n) in MAP_COUNTS.items():
+        src = str(source_dir / "meta" / "geo" / geo_file)
+        out += [Job(OTHER, source, f"{source}{i:05d}", i, src) for i in range(n)]
     return out
 
 
-def prepare(source_dir: Path, out: Path, seed: int = 1, workers: int = 2) -> dict:
-    """Build the data set under ``out`` and write ``out/sources.json`` describing it."""
-    if out.exists():
+def prepare(
+    source_dir: Path,
+    out: Path,
+    seed: int = 1,
+    workers: int = 2,
+    max_per_source: int | None = None,
+    fresh: bool = False,
+) -> dict:
+    """Build the data set under ``out`` and write ``out/sources.json`` describing it.
+
+    Files already in ``out`` (from an interrupted or capped run with the same seed) are kept,
+    not made again; ``fresh`` starts from an empty folder.
+    """
+    if fresh and out.exists():
         shutil.rmtree(out)
-    todo = jobs(source_dir)
+    todo = capped(jobs(source_dir), max_per_source, seed)
+    existing: dict[str, str] = {}
     for d in {(j.cls, j.source) for j in todo}:
-        (out / d[0] / d[1]).mkdir(parents=True, exist_ok=True)
+        folder = out / d[0] / d[1]
+        folder.mkdir(parents=True, exist_ok=True)
+        for f in folder.iterdir():
+            if not f.name.startswith("."):
+                existing[str(Path(d[0]) / d[1] / f.stem)] = str(f.relative_to(out))
+    done = []
+    missing = []
+    for j in todo:
+        have = existing.get(str(Path(j.cls) / j.source / output_stem(j)))
+        (done if have else missing).append(have or j)
     with ProcessPoolExecutor(workers) as pool:
-        done = [p for p in pool.map(_make_safe, [(j, out, seed) for j in todo], chunksize=32) if p]
+        made = pool.map(_make_safe, [(j, out, seed) for j in missing], chunksize=8)
+        done += [p for p in progress(made, len(missing), "prepare") if p]
     counts: dict[str, int] = {}
     for p in done:
         key = "/".join(Path(p).parts[:2])
         counts[key] = counts.get(key, 0) + 1
     info = {
-        "source_dir": str(source_dir),
+        "source_dir": repo_relative(source_dir),
         "seed": seed,
+        "max_per_source": max_per_source,
         "counts": dict(sorted(counts.items())),
         "manifest_sha1": hashlib.sha1(
             (source_dir / "meta" / "manifest.csv").read_bytes()

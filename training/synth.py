@@ -100,16 +100,26 @@ def chart(rng: random.Random) -> tuple[bytes, str]:
             ax.legend()
         if rng.random() < 0.5:
             ax.grid(True)
-        buf = io.BytesIO()
-        fmt = rng.choices(["png", "svg", "png-transparent", "jpg"], weights=[5, 3, 2, 2])[0]
-        if fmt == "svg":
-            fig.savefig(buf, format="svg")
-        elif fmt == "jpg":
-            fig.savefig(buf, format="jpg", pil_kwargs={"quality": rng.randint(60, 95)})
-        else:
-            fig.savefig(buf, format="png", transparent=fmt == "png-transparent")
-        plt.close(fig)
-    return buf.getvalue(), "svg" if fmt == "svg" else "jpg" if fmt == "jpg" else "png"
+        return save_figure(
+            fig, rng, {"png": 5, "svg": 3, "png-transparent": 2, "jpg": 2}, min_quality=60
+        )
+
+
+def save_figure(
+    fig: plt.Figure, rng: random.Random, weights: dict[str, int], min_quality: int
+) -> tuple[bytes, str]:
+    """A figure as Commons holds charts and maps: PNG (opaque or transparent), SVG or JPEG;
+    ``weights`` picks the format. Returns (bytes, extension) and closes the figure."""
+    fmt = rng.choices(list(weights), weights=list(weights.values()))[0]
+    buf = io.BytesIO()
+    if fmt == "svg":
+        fig.savefig(buf, format="svg")
+    elif fmt == "jpg":
+        fig.savefig(buf, format="jpg", pil_kwargs={"quality": rng.randint(min_quality, 95)})
+    else:
+        fig.savefig(buf, format="png", transparent=fmt == "png-transparent")
+    plt.close(fig)
+    return buf.getvalue(), "png" if fmt.startswith("png") else fmt
 
 
 def text_page(rng: random.Random) -> Image.Image:

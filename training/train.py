@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import tensorflow as tf
 from model_server.logo_detection.tf.architecture import INPUT_SIZE, build_backbone, build_classifier
 from training import data, metadata, pipeline
 from training.evaluate import score_model
+from training.paths import repo_relative
 
 MODEL_FILE = "logo_detection.keras"
 
@@ -142,8 +144,13 @@ def train(
     precision: str = "auto",
     run_eagerly: bool = False,
     extra_callbacks: list[keras.callbacks.Callback] | None = None,
+    exclude: Collection[str] = (),
+    augmentation: str = "strong",
 ) -> dict:
-    """Train, keep the best epoch by validation PR-AUC, write the model + its JSON to ``out``."""
+    """Train, keep the best epoch by validation PR-AUC, write the model + its JSON to ``out``.
+
+    ``exclude``: ``class/source`` folders left out of training and validation entirely.
+    """
     started = time.time()
     keras.utils.set_random_seed(seed)
     if deterministic:
@@ -156,10 +163,8 @@ def train(
     work = out if chief else Path(tempfile.mkdtemp(prefix="logo-worker-"))
     work.mkdir(parents=True, exist_ok=True)
 
-    train_ex = data.list_examples(data_dir, "train", seed=0)
-    val_ex = data.list_examples(data_dir, "val", seed=0)
-    x_train, y_train, train_ex = data.load_arrays(train_ex, cache_dir)
-    x_val, y_val, val_ex = data.load_arrays(val_ex, cache_dir)
+    x_train, y_train, train_ex = data.load_subset(data_dir, "train", cache_dir, exclude)
+    x_val, y_val, val_ex = data.load_subset(data_dir, "val", cache_dir, exclude)
     global_batch = batch_size * strategy.num_replicas_in_sync
     if len(y_val) < global_batch:  # tiny data sets: validate on the training data instead
         x_val, y_val, val_ex = x_train, y_train, train_ex
@@ -203,6 +208,7 @@ def train(
             train=True,
             min_scale=stage.min_scale,
             seed=seed,
+            augmentation=augmentation,
         )
         stop = keras.callbacks.EarlyStopping(monitor="val_pr_auc", mode="max", patience=patience)
         steps = steps_per_epoch or math.ceil(len(y_train) / global_batch)
@@ -235,8 +241,10 @@ def train(
             "stages": [s.__dict__ for s in stages],
             "batch_size": global_batch,
             "learning_rate": learning_rate,
+            "augmentation": augmentation,
             "seed": seed,
-            "backbone_weights": str(backbone_weights) if backbone_weights else None,
+            "backbone_weights": repo_relative(backbone_weights) if backbone_weights else None,
+            "held_out_sources": sorted(exclude),
             "precision": precision,
             "replicas": strategy.num_replicas_in_sync,
             "wall_clock_seconds": round(time.time() - started),
