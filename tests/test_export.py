@@ -75,7 +75,7 @@ def test_the_export_writes_the_model_and_a_json_that_describes_it(exported_defau
     assert parity["reference"] == "tensorflow" and parity["images"] >= 6
     assert 0 <= parity["max_abs_diff"] <= parity["tolerance"] == 1e-5
     assert {"keras", "tf2onnx", "onnxruntime"} <= set(metadata["export"]["versions"])
-    assert str(REPO_ROOT) not in json.dumps(metadata)  # no paths of the machine it ran on
+    assert '"/' not in json.dumps(metadata)  # no absolute paths of the machine it ran on
     assert sorted(path.name for path in exported_default_model.iterdir()) == [
         "logo_detection.json",
         "logo_detection.onnx",
