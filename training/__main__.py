@@ -102,8 +102,8 @@ def add_training_options(tr: argparse.ArgumentParser) -> None:
     tr.add_argument(
         "--augmentation",
         choices=["basic", "strong"],
-        default="strong",
-        help="basic: crops and flips; strong (default): also zoom-out padding, aspect, colour "
+        default="basic",
+        help="basic (default): crops and flips; strong: also zoom-out padding, aspect, colour "
         "jitter, greyscale, JPEG re-encoding",
     )
     tr.add_argument("--batch-size", type=int, default=32, help="per replica")

@@ -26,10 +26,7 @@ def _gather(images: np.ndarray, labels: np.ndarray, num_classes: int):
     return gather
 
 
-AUGMENTATIONS = ("basic", "strong")
-
-
-def _augment(size: int, min_scale: float, seed: int, strength: str = "strong"):
+def _augment(size: int, min_scale: float, seed: int, strength: str = "basic"):
     """Random crops of ``min_scale``..1 of the side and flips ("basic"); "strong" adds what
     tells Commons files apart without telling logos from non-logos: zoom-out onto a padding of
     a random plain colour, aspect changes, colour jitter, greyscale and JPEG re-encoding.
@@ -133,7 +130,7 @@ def dataset(
     seed: int = 0,
     num_classes: int = 2,
     drop_remainder: bool = False,
-    augmentation: str = "strong",
+    augmentation: str = "basic",
 ) -> tf.data.Dataset:
     """Batches of (float32 0..255 images, one-hot labels); shuffled and augmented when ``train``.
 

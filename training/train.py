@@ -145,7 +145,7 @@ def train(
     run_eagerly: bool = False,
     extra_callbacks: list[keras.callbacks.Callback] | None = None,
     exclude: Collection[str] = (),
-    augmentation: str = "strong",
+    augmentation: str = "basic",
 ) -> dict:
     """Train, keep the best epoch by validation PR-AUC, write the model + its JSON to ``out``.
 
