@@ -9,7 +9,7 @@ PRODUCTION_MODEL_DIR ?= models/production
 IMAGE ?= logo-detection:latest
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-gpu run test lint bench export prepare-data train lso evaluate download-model clean image test-image
+.PHONY: help install install-gpu run test lint bench bench-compare export prepare-data train lso evaluate download-model clean image test-image
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -45,6 +45,10 @@ lint: $(INSTALLED) ## ruff lint + format check
 
 bench: $(INSTALLED) ## Benchmark the real server against the raw model and a naive baseline
 	$(PY) -m bench
+
+BASELINE ?= HEAD
+bench-compare: $(INSTALLED) ## A/B latency: the server of git ref BASELINE vs this checkout, interleaved
+	$(PY) -m bench.compare --baseline $(BASELINE) $(COMPARE_ARGS)
 
 MODEL ?= models/logo_detection.keras
 EXPORT_DIR ?= build/export

@@ -55,6 +55,7 @@ class ServerProcess:
         self.grpc_port = free_port()
         self.argv = tuple(argv)
         self.model_name: str | None = None  # None: MODEL_NAME from env, else the default
+        self.code_dir = REPO_ROOT  # the checkout whose server runs (bench.compare sets another)
         self.env = {
             **os.environ,
             "MODEL_PATH": str(model_path),
@@ -78,7 +79,7 @@ class ServerProcess:
     def start(self, ready_timeout_s: float = 180) -> ServerProcess:
         self.process = subprocess.Popen(
             [*SERVER_COMMAND, *self.argv],
-            cwd=REPO_ROOT,
+            cwd=self.code_dir,
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
