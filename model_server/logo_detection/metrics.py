@@ -9,13 +9,12 @@ exist from start-up with 0, so rates and alerts work before the first error.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import ErrorType
-from .model_file import file_sha256
+from .model_file import ModelFile
 
 PREFIX = "logo_detection"
 SCORED = "scored"
@@ -114,16 +113,14 @@ def track_gauges(images_in_flight: Callable[[], float], waiting: Callable[[], fl
     IMAGES_WAITING_FOR_PASS.set_function(waiting)
 
 
-def record_model_info(
-    model_name: str, model_file: Path, backend: str, class_names: tuple[str, ...]
-) -> None:
+def record_model_info(model_name: str, model: ModelFile, backend: str) -> None:
     MODEL.info(
         {
             "model_name": model_name,
-            "file": model_file.name,
-            "sha256": file_sha256(model_file),
+            "file": model.path.name,
+            "sha256": model.sha256,
             "backend": backend,
-            "class_names": ",".join(class_names),
+            "class_names": ",".join(model.class_names),
         }
     )
 

@@ -30,6 +30,7 @@ class ModelFile:
     path: Path
     class_names: tuple[str, ...]
     metadata: dict
+    sha256: str  # of the file, read once at start (the JSON check and the info metric use it)
 
     @property
     def is_onnx(self) -> bool:
@@ -83,17 +84,16 @@ def read_metadata(model_file: Path) -> dict:
     return metadata
 
 
-def check_exported_pair(model_file: Path, metadata: dict) -> None:
+def check_exported_pair(model_file: Path, sha256: str, metadata: dict) -> None:
     """An exported model's JSON names the sha256 of the `.onnx` it describes: a JSON left from
     another export (another class order, another parity check) is refused, not trusted."""
     recorded = metadata.get("onnx", {}).get("sha256")
     if recorded is None:
         return
-    actual = file_sha256(model_file)
-    if actual != recorded:
+    if sha256 != recorded:
         raise ModelFileError(
             f"{model_file.with_suffix('.json')} describes another export (its onnx.sha256 is "
-            f"{recorded[:12]}..., {model_file.name} is {actual[:12]}...): export the model again"
+            f"{recorded[:12]}..., {model_file.name} is {sha256[:12]}...): export the model again"
         )
 
 
@@ -113,6 +113,8 @@ def describe_model(model_path: Path, configured_class_names: tuple[str, ...] = (
     """Which file to serve and its class order; refuses what the server can't serve correctly."""
     path = resolve_model_file(model_path)
     metadata = read_metadata(path)
+    sha256 = file_sha256(path)
     if path.suffix == ".onnx":
-        check_exported_pair(path, metadata)
-    return ModelFile(path, choose_class_names(configured_class_names, metadata), metadata)
+        check_exported_pair(path, sha256, metadata)
+    class_names = choose_class_names(configured_class_names, metadata)
+    return ModelFile(path, class_names, metadata, sha256)

@@ -69,9 +69,7 @@ class LogoDetectionModel(Model):
         self._decode_threads = decode_threads
         self._decode_pool = ThreadPoolExecutor(decode_threads, thread_name_prefix="decode")
         metrics.track_gauges(lambda: self.admission.in_flight, batcher.queued_images)
-        metrics.record_model_info(
-            settings.model_name, loaded.path, batcher.backend.name, loaded.class_names
-        )
+        metrics.record_model_info(settings.model_name, loaded, batcher.backend.name)
         self.ready = True
 
     async def predict(self, payload, headers: dict[str, str] | None = None) -> dict:
