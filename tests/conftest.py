@@ -56,18 +56,23 @@ def server(image_server: ImageServer) -> Iterator[ServerProcess]:
         yield process
 
 
-@pytest.fixture(scope="session")
-def exported_default_model(tmp_path_factory) -> Path:
-    """The default model exported by the real export tool: a directory with .onnx + .json."""
-    out_dir = tmp_path_factory.mktemp("exported")
-    command = [sys.executable, "-m", "model_server.logo_detection.tf.export", str(DEFAULT_MODEL)]
-    result = subprocess.run(
-        [*command, "--out-dir", str(out_dir)],
+def run_export(model: Path, out_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    """The real export tool, as a user runs it."""
+    command = [sys.executable, "-m", "model_server.logo_detection.tf.export", str(model)]
+    return subprocess.run(
+        [*command, "--out-dir", str(out_dir), *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=600,
     )
+
+
+@pytest.fixture(scope="session")
+def exported_default_model(tmp_path_factory) -> Path:
+    """The default model exported by the real export tool: a directory with .onnx + .json."""
+    out_dir = tmp_path_factory.mktemp("exported")
+    result = run_export(DEFAULT_MODEL, out_dir)
     assert result.returncode == 0, result.stderr
     return out_dir
 

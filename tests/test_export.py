@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +16,8 @@ from model_server.logo_detection.model_file import (
     resolve_model_file,
 )
 
-from .conftest import SAMPLE_NAMES, instance, post_predict
-from .server_process import DEFAULT_MODEL, REPO_ROOT, ServerProcess, run_to_exit
+from .conftest import SAMPLE_NAMES, instance, post_predict, run_export
+from .server_process import DEFAULT_MODEL, ServerProcess, run_to_exit
 
 BLOCKED_MODULES = ("tensorflow", "keras", "keras_cv", "tf2onnx", "tf_keras")
 
@@ -52,17 +50,6 @@ def without_tensorflow(tmp_path: Path) -> tuple[dict[str, str], Path]:
     return {"pythonpath": str(site)}, attempts
 
 
-def export(model: Path, out_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "model_server.logo_detection.tf.export", str(model)]
-    return subprocess.run(
-        [*command, "--out-dir", str(out_dir), *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def test_the_export_writes_the_model_and_a_json_that_describes_it(exported_default_model):
     onnx_file = exported_default_model / "logo_detection.onnx"
     metadata = json.loads(onnx_file.with_suffix(".json").read_text())
@@ -84,7 +71,7 @@ def test_the_export_writes_the_model_and_a_json_that_describes_it(exported_defau
 
 def test_the_export_refuses_a_model_that_does_not_score_like_tensorflow(tmp_path):
     # No real conversion matches TensorFlow to 1e-12: the refusal path, with the real tool.
-    result = export(DEFAULT_MODEL, tmp_path, "--tolerance", "1e-12")
+    result = run_export(DEFAULT_MODEL, tmp_path, "--tolerance", "1e-12")
     assert result.returncode == 1, result.stderr
     assert "differ from TensorFlow's by" in result.stderr and "nothing written" in result.stderr
     assert list(tmp_path.iterdir()) == []
