@@ -16,7 +16,7 @@ import shapefile
 from PIL import Image
 
 from model_server.logo_detection.preprocess import image_to_model_input
-from training import data, lso, maps, pipeline, prepare
+from training import data, emblems, lso, maps, pipeline, prepare
 from training.metadata import describe
 from training.paths import repo_relative
 
@@ -236,6 +236,7 @@ def _source_collection(root: Path, geo_dir: Path) -> Path:
     """A tiny ``../shared/data``: manifest, simple-icons colours, meta/geo and a few images."""
     files = {
         "logo/simple-icons/acme.svg": SVG_LOGO.replace(b' fill="#e34f26"', b""),
+        "logo/simple-icons/umbrella.svg": SVG_LOGO.replace(b' fill="#e34f26"', b""),
         "logo/devicon/acme-original.svg": SVG_LOGO,
         "out_of_domain/flag-icons/xx.svg": (
             b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 4 3">'
@@ -254,7 +255,14 @@ def _source_collection(root: Path, geo_dir: Path) -> Path:
         rows.append(f"{rel.split('/')[0]},{rel.split('/')[1]},images/{rel}")
     (root / "meta" / "geo").mkdir(parents=True)
     (root / "meta" / "manifest.csv").write_text("\n".join(rows) + "\n")
-    (root / "meta" / "simple-icons.json").write_text(json.dumps([{"slug": "acme", "hex": "0A7"}]))
+    (root / "meta" / "simple-icons.json").write_text(
+        json.dumps(
+            [
+                {"slug": "acme", "hex": "00AA77", "title": "Acme"},
+                {"slug": "umbrella", "hex": "CC0000", "title": "Umbrella Corporation"},
+            ]
+        )
+    )
     for f in geo_dir.iterdir():
         (root / "meta" / "geo" / f.name).write_bytes(f.read_bytes())
     return root
@@ -281,6 +289,7 @@ def test_capped_prepare_is_a_subset_and_resumes(tmp_path, geo_dir, capsys):
     )
     assert counts["out_of_domain/tuxpaint-stamps"] == 2 and counts["out_of_domain/flag-icons"] == 2
     assert counts["logo/devicon"] == 2 and max(counts.values()) == 2
+    assert counts["logo/generated-logos"] == 1  # one brand in three; "umbrella" is one
     made = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "sources.json")
     for f in made:  # every file is one the server reads
         assert image_to_model_input(f.read_bytes()).shape == (224, 224, 3)
@@ -291,3 +300,42 @@ def test_capped_prepare_is_a_subset_and_resumes(tmp_path, geo_dir, capsys):
     full_jobs = prepare.jobs(source)
     small = prepare.capped(full_jobs, 2, 1)
     assert set(small) <= set(prepare.capped(full_jobs, 3, 1)) <= set(full_jobs)
+
+
+@pytest.mark.parametrize("family", ["wordmark", "combination", "lettermark", "emblem"])
+def test_generated_logos_are_visible_multi_colour_designs(family):
+    glyph = prepare.rasterize(SVG_LOGO.decode(), 128)
+    colours = [(0, 90, 200), (255, 255, 255), (200, 16, 46)]
+    for seed in range(6):
+        rng = random.Random(seed)
+        if family == "lettermark":
+            img = emblems.lettermark(rng, "Umbrella Corporation", colours)
+        elif family == "emblem":
+            img = emblems.emblem(rng, "Umbrella Corporation", colours, glyph)
+        else:
+            img = emblems.wordmark(
+                rng, "Umbrella", colours, glyph if family == "combination" else None
+            )
+        rgba = np.asarray(img)
+        opaque = rgba[rgba[..., 3] > 0][:, :3]
+        assert img.mode == "RGBA" and rgba[..., 3].any(), f"{family} {seed}: nothing drawn"
+        assert len(opaque) > 0.02 * img.width * img.height, f"{family} {seed}: almost no ink"
+        if family in ("lettermark", "emblem"):  # letters or a glyph on a filled shape
+            assert len(np.unique(opaque, axis=0)) > 2, f"{family} {seed}: one flat colour"
+        assert img.width >= img.height / 2, f"{family} {seed}: {img.size}"
+
+
+def test_generated_logo_files_share_their_brands_split(tmp_path, geo_dir):
+    source = _source_collection(tmp_path / "source", geo_dir)
+    all_jobs = prepare.jobs(source)
+    generated = [j for j in all_jobs if j.source == prepare.GENERATED_LOGOS]
+    assert [(j.group, j.title) for j in generated] == [("umbrella", "Umbrella Corporation")]
+    brand = next(j for j in all_jobs if j.source == "simple-icons" and j.group == "umbrella")
+    names = [Path(prepare.output_stem(j) + ".png") for j in (generated[0], brand)]
+    assert data.group_of(names[0]) == data.group_of(names[1]) == "umbrella"  # one split for both
+    made = {prepare.generated_logo_file(generated[0], random.Random(s)) for s in range(4)}
+    assert len(made) == 4  # each seed a different file
+    for raw, ext in made:
+        assert ext in {"png", "jpg", "gif"}
+        pixels = image_to_model_input(raw)
+        assert pixels.shape == (224, 224, 3) and pixels.std() > 5

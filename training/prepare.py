@@ -23,7 +23,7 @@ import numpy as np
 import resvg_py
 from PIL import Image, ImageFilter
 
-from training import maps, synth
+from training import emblems, maps, synth
 from training.paths import repo_relative
 from training.progress import progress
 
@@ -41,6 +41,9 @@ OTHER_VARIANTS = {
     "flag-icons": 2,
     "desktop-wallpapers": 4,
 }
+# Logos of the design families the icon sets lack, each from one simple-icons brand: one brand
+# in GENERATED_LOGO_EVERY gets one (about 1,150).
+GENERATED_LOGOS, GENERATED_LOGO_EVERY = "generated-logos", 3
 SYNTH_COUNTS = {"charts": 1000, "text-pages": 450, "diagrams": 450, "screenshots": 400}
 # Maps rendered from meta/geo: source folder -> (file in meta/geo, number of maps)
 MAP_COUNTS = {
@@ -59,6 +62,7 @@ class Job:
     variant: int
     src: str | None = None
     colour: str | None = None
+    title: str | None = None
 
 
 def group_key(source: str, stem: str) -> str:
@@ -189,6 +193,35 @@ def logo_file(job: Job, rng: random.Random) -> tuple[bytes, str]:
     return compose(logo, rng, "png" if fmt == "png-alpha" else fmt, pad, fill, fmt == "png-alpha")
 
 
+def generated_logo_file(job: Job, rng: random.Random) -> tuple[bytes, str]:
+    """A wordmark, lettermark, combination mark or emblem for one brand, placed like a logo."""
+    svg = Path(job.src).read_text(encoding="utf-8", errors="replace")  # type: ignore[arg-type]
+    glyph = rasterize(re.sub(r"<svg\b", '<svg fill="#000000"', svg, count=1), 384)
+    if job.colour and rng.random() < 0.8:
+        brand = tuple(int(job.colour[i : i + 2], 16) for i in (0, 2, 4))
+    else:
+        brand = tuple(rng.randint(0, 255) for _ in range(3))
+    logo = emblems.generated_logo(rng, job.title or job.group, brand, glyph)  # type: ignore[arg-type]
+    side = _size(rng)
+    pad = _padding(rng)
+    inner = max(16, int(side / (1 + 2 * pad)))
+    scale = inner / max(logo.size)
+    logo = logo.resize(
+        (max(1, round(logo.width * scale)), max(1, round(logo.height * scale))),
+        Image.Resampling.LANCZOS,
+    )
+    fmt = rng.choices(["png-alpha", "png", "jpg", "gif"], weights=[30, 40, 25, 5])[0]
+    return compose(
+        logo,
+        rng,
+        "png" if fmt == "png-alpha" else fmt,
+        pad,
+        brand,  # type: ignore[arg-type]
+        transparent=fmt == "png-alpha",
+        silhouette=False,  # a multi-colour emblem as one white shape would be a blank badge
+    )
+
+
 def _padding(rng: random.Random) -> float:
     return rng.choice([0.0, 0.0, rng.uniform(0, 0.15), rng.uniform(0.1, 0.4)])
 
@@ -200,6 +233,7 @@ def compose(
     pad: float,
     fill: tuple[int, int, int] | None = None,
     transparent: bool = False,
+    silhouette: bool = True,
 ) -> tuple[bytes, str]:
     """An RGBA item (logo, cut-out, photo) padded on a plain background, as Commons files are:
     a transparent PNG (what hides under transparent pixels varies) or a PNG/JPEG/GIF on white,
@@ -224,7 +258,9 @@ def compose(
     bg = _background(rng)
     if fill is not None and abs(_luma(fill) - _luma(bg)) < 0.25:  # keep single-colour icons visible
         bg = (255, 255, 255) if _luma(fill) < 0.5 else (20, 20, 20)
-    if fill is not None and rng.random() < 0.15:  # app-icon style: white glyph on the brand colour
+    if (
+        silhouette and fill is not None and rng.random() < 0.15
+    ):  # app-icon style: white glyph on the brand colour
         bg, item = (
             fill,
             Image.merge(
@@ -350,6 +386,8 @@ def make(job: Job, out: Path, seed: int) -> str:
     suffix = Path(job.src).suffix.lower() if job.src else ""
     if job.src is None:
         data, ext = synth_file(job, rng)
+    elif job.source == GENERATED_LOGOS:
+        data, ext = generated_logo_file(job, rng)
     elif job.source in MAP_COUNTS:
         data, ext = rendered_map_file(job, rng)
     elif job.cls == LOGO or job.source == "flag-icons":
@@ -401,12 +439,16 @@ def _make_safe(args: tuple[Job, Path, int]) -> str | None:
         return None
 
 
+def _chosen(name: str, every: int) -> bool:
+    """A fixed one-in-``every`` choice by name (independent of order and seed)."""
+    return int(hashlib.sha256(name.encode()).hexdigest(), 16) % every == 0
+
+
 def jobs(source_dir: Path) -> list[Job]:
     """Every file to make, from the source manifest plus the synthetic generators."""
-    colours = {
-        i["slug"]: i["hex"]
-        for i in json.loads((source_dir / "meta" / "simple-icons.json").read_text())
-    }
+    brands = json.loads((source_dir / "meta" / "simple-icons.json").read_text())
+    colours = {i["slug"]: i["hex"] for i in brands}
+    titles = {i["slug"]: i["title"] for i in brands}
     out: list[Job] = []
     with open(source_dir / "meta" / "manifest.csv", newline="") as fh:
         for row in csv.DictReader(fh):
@@ -415,6 +457,10 @@ def jobs(source_dir: Path) -> list[Job]:
             group = group_key(source, path.stem)
             colour = colours.get(path.stem) if source == "simple-icons" else None
             out += [Job(cls, source, group, v, str(path), colour) for v in range(n)]
+            if source == "simple-icons" and _chosen(path.stem, GENERATED_LOGO_EVERY):
+                out.append(
+                    Job(LOGO, GENERATED_LOGOS, group, 0, str(path), colour, titles.get(path.stem))
+                )
     for source, n in SYNTH_COUNTS.items():
         out += [Job(OTHER, source, f"{source}{i:05d}", i) for i in range(n)]
     for source, (geo_file, n) in MAP_COUNTS.items():
