@@ -237,7 +237,7 @@ def test_leave_source_out_run_scores_each_held_out_source(tmp_path):
     info = json.loads((tmp_path / "run" / "logo_detection.json").read_text())
     trained_on = set(info["data"]["counts"]["train"]) | set(info["data"]["counts"]["val"])
     assert trained_on and not trained_on & set(held), "held-out sources were trained on"
-    assert info["training"]["held_out_sources"] == held
+    assert info["training"]["left_out_sources"] == held
     rows = report["held_out_sources"]
     assert set(rows) == set(held)
     assert rows["logo/crests"]["n"] == 7 and rows["out_of_domain/maps"]["n"] == 6

@@ -112,6 +112,10 @@ def test_lso_command_line_holds_out_listed_sources():
     ]
     assert args.exclude == ["out_of_domain/flag-icons"]
     assert training_kwargs(args)["augmentation"] == "basic"
+    train_args = parser().parse_args(
+        ["train", "--data-dir", "d", "--out", "o", "--exclude", "out_of_domain/flag-icons,"]
+    )
+    assert train_args.exclude == ["out_of_domain/flag-icons"]
 
 
 def test_held_out_table_scores_each_source_against_the_other_class():

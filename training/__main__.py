@@ -38,6 +38,12 @@ def parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train the production architecture")
     add_training_options(tr)
+    tr.add_argument(
+        "--exclude",
+        type=sources_list,
+        default=[],
+        help="class/source folders left out of training and validation (the recipe's choice)",
+    )
 
     lso = sub.add_parser(
         "lso", help="leave-source-out: train without whole sources, score each of them"
@@ -168,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "train":
         from training.train import train
 
-        info = train(args.data_dir, args.out, **training_kwargs(args))
+        info = train(args.data_dir, args.out, exclude=args.exclude, **training_kwargs(args))
         print(json.dumps(info["metrics"], indent=2))
     elif args.command == "lso":
         from training.lso import leave_sources_out, table

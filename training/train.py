@@ -244,7 +244,7 @@ def train(
             "augmentation": augmentation,
             "seed": seed,
             "backbone_weights": repo_relative(backbone_weights) if backbone_weights else None,
-            "held_out_sources": sorted(exclude),
+            "left_out_sources": sorted(exclude),  # not trained on (held out or excluded)
             "precision": precision,
             "replicas": strategy.num_replicas_in_sync,
             "wall_clock_seconds": round(time.time() - started),
