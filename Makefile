@@ -58,13 +58,15 @@ export: $(INSTALLED) ## Export MODEL (.keras) to ONNX + JSON in EXPORT_DIR, chec
 
 TRAINING_DATA ?= build/training-data
 TRAIN_OUT ?= build/training-run
+# The shipped model's recipe (chosen by leave-source-out runs: training/README.md)
+RECIPE ?= --augmentation strong --exclude out_of_domain/flag-icons,logo/generated-logos
 
 prepare-data: $(INSTALLED) ## Render ../shared/data into the Commons-like training set (~10 min)
 	$(PY) -m training prepare --source-dir ../shared/data --out $(TRAINING_DATA)
 
 train: $(INSTALLED) ## Train the classifier (TRAINING_DATA -> TRAIN_OUT; ~70 min on 2 CPUs; resumable)
-	$(PY) -m training train --data-dir $(TRAINING_DATA) --out $(TRAIN_OUT) \
-		--stages 3x96:0.9,4x128:0.8,1x224:0.8 --steps-per-epoch 200
+	$(PY) -m training train --data-dir $(TRAINING_DATA) --out $(TRAIN_OUT) $(RECIPE) \
+		--stages 3x96:0.9,4x128:0.8,1x224:0.8 --steps-per-epoch 200 --validation-steps 25
 
 LSO_OUT ?= build/lso-run
 LSO_HOLDOUT ?= out_of_domain/kodak24,out_of_domain/tuxpaint-stamps,out_of_domain/svg-maps,out_of_domain/desktop-wallpapers,logo/football-icons
@@ -73,7 +75,7 @@ LSO_STEPS ?= 150
 
 lso: $(INSTALLED) ## Leave-source-out: train without LSO_HOLDOUT sources (short schedule), score each
 	$(PY) -m training lso --data-dir $(TRAINING_DATA) --out $(LSO_OUT) --holdout $(LSO_HOLDOUT) \
-		--stages $(LSO_STAGES) --steps-per-epoch $(LSO_STEPS) --validation-steps 20
+		$(RECIPE) --stages $(LSO_STAGES) --steps-per-epoch $(LSO_STEPS) --validation-steps 20
 
 evaluate: $(INSTALLED) ## Evaluate the trained model on the held-out test split (plots, per source)
 	$(PY) -m training evaluate --model $(TRAIN_OUT)/logo_detection.keras \
