@@ -258,9 +258,8 @@ def compose(
     bg = _background(rng)
     if fill is not None and abs(_luma(fill) - _luma(bg)) < 0.25:  # keep single-colour icons visible
         bg = (255, 255, 255) if _luma(fill) < 0.5 else (20, 20, 20)
-    if (
-        silhouette and fill is not None and rng.random() < 0.15
-    ):  # app-icon style: white glyph on the brand colour
+    # app-icon style: a white glyph on the brand colour
+    if silhouette and fill is not None and rng.random() < 0.15:
         bg, item = (
             fill,
             Image.merge(
