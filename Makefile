@@ -58,7 +58,8 @@ export: $(INSTALLED) ## Export MODEL (.keras) to ONNX + JSON in EXPORT_DIR, chec
 
 TRAINING_DATA ?= build/training-data
 TRAIN_OUT ?= build/training-run
-# The shipped model's recipe (chosen by leave-source-out runs: training/README.md)
+# The recipe that did best on leave-source-out runs (training/README.md); the default model
+# predates it: models/MODEL_CARD.md says how to reproduce that one
 RECIPE ?= --augmentation strong --exclude out_of_domain/flag-icons,logo/generated-logos
 
 prepare-data: $(INSTALLED) ## Render ../shared/data into the Commons-like training set (~10 min)
