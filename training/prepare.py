@@ -115,6 +115,11 @@ def _hex(rgb: tuple[int, int, int]) -> str:
     return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
+def _rgb(hex_colour: str) -> tuple[int, int, int]:
+    """``"RRGGBB"`` (simple-icons' brand colours) -> (r, g, b)."""
+    return tuple(int(hex_colour[i : i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
+
+
 def _background(rng: random.Random) -> tuple[int, int, int]:
     r = rng.random()
     if r < 0.5:
@@ -129,7 +134,7 @@ def _background(rng: random.Random) -> tuple[int, int, int]:
 def _simple_icon_colour(rng: random.Random, brand_hex: str | None) -> tuple[int, int, int]:
     r = rng.random()
     if brand_hex and r < 0.6:
-        return tuple(int(brand_hex[i : i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
+        return _rgb(brand_hex)
     if r < 0.75:
         return (0, 0, 0)
     if r < 0.85:
@@ -140,6 +145,13 @@ def _simple_icon_colour(rng: random.Random, brand_hex: str | None) -> tuple[int,
 def _size(rng: random.Random) -> int:
     """Longest side: Commons thumbnails (small) up to full-size uploads."""
     return int(rng.choice([rng.uniform(40, 160), rng.uniform(160, 500), rng.uniform(500, 900)]))
+
+
+def _placement(rng: random.Random) -> tuple[float, int]:
+    """A file's padding and the longest side of what it shows (the file's size less padding)."""
+    side = _size(rng)
+    pad = _padding(rng)
+    return pad, max(16, int(side / (1 + 2 * pad)))
 
 
 def _encode(img: Image.Image, rng: random.Random, fmt: str) -> tuple[bytes, str]:
@@ -179,9 +191,7 @@ def logo_file(job: Job, rng: random.Random) -> tuple[bytes, str]:
         fmt = "png"  # the server renders SVGs on black: a dark single-colour icon would vanish
     if fmt == "svg":
         return usable_svg(svg).encode(), "svg"
-    side = _size(rng)
-    pad = _padding(rng)
-    inner = max(16, int(side / (1 + 2 * pad)))
+    pad, inner = _placement(rng)
     logo = rasterize(svg, inner)
     if max(logo.size) > inner:  # tall logos: fit the longest side
         logo = logo.resize(
@@ -198,13 +208,11 @@ def generated_logo_file(job: Job, rng: random.Random) -> tuple[bytes, str]:
     svg = Path(job.src).read_text(encoding="utf-8", errors="replace")  # type: ignore[arg-type]
     glyph = rasterize(re.sub(r"<svg\b", '<svg fill="#000000"', svg, count=1), 384)
     if job.colour and rng.random() < 0.8:
-        brand = tuple(int(job.colour[i : i + 2], 16) for i in (0, 2, 4))
+        brand = _rgb(job.colour)
     else:
         brand = tuple(rng.randint(0, 255) for _ in range(3))
     logo = emblems.generated_logo(rng, job.title or job.group, brand, glyph)  # type: ignore[arg-type]
-    side = _size(rng)
-    pad = _padding(rng)
-    inner = max(16, int(side / (1 + 2 * pad)))
+    pad, inner = _placement(rng)
     scale = inner / max(logo.size)
     logo = logo.resize(
         (max(1, round(logo.width * scale)), max(1, round(logo.height * scale))),
