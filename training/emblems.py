@@ -55,15 +55,13 @@ def _initials(name: str, rng: random.Random) -> str:
     return letters if len(letters) > 1 or rng.random() < 0.5 else name[:3].upper()
 
 
-def _fit_text(
-    rng: random.Random, text: str, width: int, height: int
-) -> tuple[ImageFont.FreeTypeFont, tuple[int, int, int, int]]:
+def _fit_text(rng: random.Random, text: str, width: int, height: int) -> ImageFont.FreeTypeFont:
     """The largest font of a random face whose rendering of ``text`` fits width x height."""
     font = _font(rng, height)
     box = font.getbbox(text)
     scale = min(width / max(1, box[2] - box[0]), height / max(1, box[3] - box[1]), 1.0)
     font = font.font_variant(size=max(6, int(font.size * scale)))
-    return font, font.getbbox(text)
+    return font
 
 
 def _text(draw: ImageDraw.ImageDraw, centre: tuple[int, int], text: str, font, fill) -> None:
@@ -187,7 +185,7 @@ def wordmark(
             SIDE // 2,
         )
         img.alpha_composite(g, (SIDE - g.width // 2, SIDE // 16))
-        font, _ = _fit_text(rng, text, int(SIDE * 1.8), SIDE // 4)
+        font = _fit_text(rng, text, int(SIDE * 1.8), SIDE // 4)
         _text(draw, (SIDE, int(SIDE * 0.8)), text, font, ink)
     else:
         left = 0
@@ -195,7 +193,7 @@ def wordmark(
             g = _glyph(glyph, colours[0], int(SIDE * 0.6))
             img.alpha_composite(g, (SIDE // 16, (SIDE - g.height) // 2))
             left = g.width + SIDE // 8
-        font, _ = _fit_text(
+        font = _fit_text(
             rng, text, SIDE * 2 - left - SIDE // 8, int(SIDE * rng.uniform(0.25, 0.45))
         )
         _text(draw, (left + SIDE // 16 + (SIDE * 2 - left) // 2, SIDE // 2), text, font, ink)
@@ -203,7 +201,7 @@ def wordmark(
             tag = rng.choice(
                 ["INC.", "GROUP", "FOUNDATION", "SOFTWARE", "CLUB", "SINCE 1998", "LABS"]
             )
-            tfont, _ = _fit_text(rng, tag, SIDE, SIDE // 10)
+            tfont = _fit_text(rng, tag, SIDE, SIDE // 10)
             _text(
                 draw,
                 (left + SIDE // 16 + (SIDE * 2 - left) // 2, int(SIDE * 0.8)),
@@ -224,7 +222,7 @@ def lettermark(rng: random.Random, name: str, colours: list[Colour]) -> Image.Im
     img = Image.new("RGBA", (SIDE, SIDE), (0, 0, 0, 0))
     img.paste(Image.new("RGBA", (SIDE, SIDE), (*colours[0], 255)), mask=_shape_mask(rng, shape))
     text = _initials(name, rng)
-    font, _ = _fit_text(rng, text, int(SIDE * 0.6), int(SIDE * 0.45))
+    font = _fit_text(rng, text, int(SIDE * 0.6), int(SIDE * 0.45))
     _text(ImageDraw.Draw(img), (SIDE // 2, SIDE // 2), text, font, (*_contrast(colours[0]), 255))
     return img
 
@@ -268,7 +266,7 @@ def emblem(
     elif shape == "shield" and rng.random() < 0.5:  # a banner with the name across the shield
         y = int(SIDE * rng.uniform(0.15, 0.25))
         draw.rectangle((SIDE * 0.1, y, SIDE * 0.9, y + SIDE // 8), fill=line)
-        font, _ = _fit_text(rng, name.upper()[:16], int(SIDE * 0.7), SIDE // 11)
+        font = _fit_text(rng, name.upper()[:16], int(SIDE * 0.7), SIDE // 11)
         _text(
             draw, (SIDE // 2, y + SIDE // 16), name.upper()[:16], font, (*_contrast(line[:3]), 255)
         )
@@ -278,7 +276,7 @@ def emblem(
         img.alpha_composite(g, ((SIDE - g.width) // 2, int(SIDE * 0.55) - g.height // 2))
     else:
         text = _initials(name, rng)
-        font, _ = _fit_text(rng, text, centre_side, centre_side // 2)
+        font = _fit_text(rng, text, centre_side, centre_side // 2)
         _text(draw, (SIDE // 2, int(SIDE * 0.55)), text, font, (*content, 255))
     if rng.random() < 0.4:
         n = rng.randint(1, 5)
