@@ -82,9 +82,9 @@ def parser() -> argparse.ArgumentParser:
         help="only these class/source folders, e.g. sources a model never saw",
     )
 
-    cl = sub.add_parser("classify", help="score files and draw them in a grid")
+    cl = sub.add_parser("classify", help="score files (and draw them in a grid)")
     cl.add_argument("--model", type=Path, required=True)
-    cl.add_argument("--grid", type=Path, default=Path("classify.png"), help="grid image to write")
+    cl.add_argument("--grid", type=Path, help="also draw the files and their scores into this PNG")
     cl.add_argument("paths", type=Path, nargs="+", help="image files or folders")
     return p
 
