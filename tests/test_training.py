@@ -107,6 +107,20 @@ def test_split_is_deterministic_and_keeps_groups_together():
     assert fractions == pytest.approx(data.SPLIT_FRACTIONS, abs=0.03)
 
 
+def test_unreadable_files_are_left_out_and_counted(tiny, tmp_path, capsys):
+    """A broken file must not stop decoding, and a cache must not hide how many were lost."""
+    broken = tmp_path / "logo" / "src" / "broken__x-0.png"
+    broken.parent.mkdir(parents=True)
+    (tmp_path / "out_of_domain").mkdir()
+    broken.write_bytes(b"not an image")
+    examples = data.list_examples(tiny)[:3] + data.list_examples(tmp_path)
+    images, labels, kept = data.load_arrays(examples, tmp_path / "cache")
+    assert kept == examples[:3] and images.shape == (3, 224, 224, 3) and len(labels) == 3
+    err = capsys.readouterr().err
+    assert f"skipping {broken}: ImageError: " in err
+    assert "decoding: left out 1 of 4 files" in err
+
+
 def test_train_writes_model_and_json(trained):
     info = json.loads(trained.with_suffix(".json").read_text())
     assert info["class_names"] == ["out_of_domain", "logo"]

@@ -82,7 +82,7 @@ def _decode(path: Path) -> np.ndarray | None:
     try:
         return np.rint(image_to_model_input(path.read_bytes())).astype(np.uint8)
     except Exception as exc:  # unreadable files are reported and left out, not fatal
-        print(f"skipping {path}: {exc}", file=sys.stderr, flush=True)
+        print(f"skipping {path}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return None
 
 
@@ -110,6 +110,8 @@ def load_arrays(
         for i, arr in enumerate(progress(decoded, len(examples), "decoding")):
             if arr is not None:
                 images[i], ok[i] = arr, True
+    if not ok.all():  # a cache keeps what was left out: say how much, not only file by file
+        print(f"decoding: left out {(~ok).sum()} of {len(examples)} files", file=sys.stderr)
     images = images[ok]
     kept_examples = [e for e, k in zip(examples, ok, strict=True) if k]
     if cache_dir:
