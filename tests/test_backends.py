@@ -9,15 +9,15 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from model_server.logo_detection.inference import (
+from model_server.logo_detection.decoding import image_to_model_input
+from model_server.logo_detection.inference.onnx_backend import OnnxRuntimeBackend
+from model_server.logo_detection.tf.keras_model import TensorFlowBackend, select_backend
+from model_server.logo_detection.tf.onnx_conversion import cache_path, cached_onnx_file
+from model_server.logo_detection.tf.parity import (
     PARITY_TOLERANCE,
     max_score_difference,
     parity_batches,
 )
-from model_server.logo_detection.onnx_backend import OnnxRuntimeBackend
-from model_server.logo_detection.preprocess import image_to_model_input
-from model_server.logo_detection.tf.keras_model import TensorFlowBackend, select_backend
-from model_server.logo_detection.tf.onnx_conversion import cache_path, cached_onnx_file
 
 from .conftest import instance, post_predict
 from .reference_model import reference_model

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model_server.logo_detection.batching import MicroBatcher
-from model_server.logo_detection.inference import parity_batches
+from model_server.logo_detection.inference.batching import MicroBatcher
 from model_server.logo_detection.tf.keras_model import TensorFlowBackend
+from model_server.logo_detection.tf.parity import parity_batches
 
 from .conftest import instance, post_predict
 from .image_corpus import encode, photo_like

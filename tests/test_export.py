@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from model_server.logo_detection.model_file import (
+from model_server.logo_detection.inference.model_file import (
     ModelFileError,
     describe_model,
     file_sha256,

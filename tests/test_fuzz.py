@@ -23,10 +23,10 @@ from kserve.errors import InvalidInput
 from PIL import Image
 
 from model_server.logo_detection.contract import decode_base64
+from model_server.logo_detection.decoding import DecodeLimits, image_to_model_input
+from model_server.logo_detection.decoding.svg import SvgLimits
+from model_server.logo_detection.decoding.svg_dtd import read_dtd
 from model_server.logo_detection.errors import ErrorType, ImageError
-from model_server.logo_detection.preprocess import DecodeLimits, image_to_model_input
-from model_server.logo_detection.svg import SvgLimits
-from model_server.logo_detection.svg_dtd import read_dtd
 
 from .hostile_support import gif_bomb, jpeg, png, svg
 from .svg_dtd_documents import graphviz, illustrator_10, with_subset

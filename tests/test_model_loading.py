@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from model_server.logo_detection.model_file import ModelFileError, resolve_model_file
+from model_server.logo_detection.inference.model_file import ModelFileError, resolve_model_file
 from model_server.logo_detection.tf.architecture import build_classifier
 from model_server.logo_detection.tf.keras_model import load_model
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from model_server.logo_detection.decoding import image_to_model_input, image_to_rgb
+from model_server.logo_detection.decoding.resize import resize_bilinear
 from model_server.logo_detection.errors import ImageError
-from model_server.logo_detection.preprocess import image_to_model_input, image_to_rgb
-from model_server.logo_detection.resize import resize_bilinear
 from model_server.logo_detection.tf.keras_model import TensorFlowBackend, load_model
 
 from .hostile_support import svg
@@ -157,7 +157,7 @@ NO_TENSORFLOW_SCRIPT = textwrap.dedent(
     sys.meta_path.insert(0, Refuse())
     import numpy as np
     from model_server.logo_detection.errors import ImageError
-    from model_server.logo_detection.preprocess import image_to_model_input, warm_up_decoding
+    from model_server.logo_detection.decoding import image_to_model_input, warm_up_decoding
 
     warm_up_decoding()
     folder = Path(sys.argv[1])

@@ -9,9 +9,8 @@ import tracemalloc
 
 import pytest
 
-from model_server.logo_detection.errors import ErrorType, ImageError
-from model_server.logo_detection.svg import SvgLimits, parse_svg, rasterize_svg
-from model_server.logo_detection.svg_dtd import (
+from model_server.logo_detection.decoding.svg import SvgLimits, parse_svg, rasterize_svg
+from model_server.logo_detection.decoding.svg_dtd import (
     MAX_ALIAS_DEPTH,
     MAX_PROLOG_BYTES,
     MAX_SUBSET_BYTES,
@@ -19,6 +18,7 @@ from model_server.logo_detection.svg_dtd import (
     check_expansion,
     read_dtd,
 )
+from model_server.logo_detection.errors import ErrorType, ImageError
 
 from .conftest import instance, post_predict
 from .hostile_support import MIB, PeakRss, assert_healthy, png

@@ -15,7 +15,7 @@ import pytest
 import shapefile
 from PIL import Image
 
-from model_server.logo_detection.preprocess import image_to_model_input
+from model_server.logo_detection.decoding import image_to_model_input
 from training import data, emblems, lso, maps, pipeline, prepare
 from training.metadata import describe
 from training.paths import repo_relative

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from model_server.logo_detection.preprocess import image_to_model_input
+from model_server.logo_detection.decoding import image_to_model_input
 from training.evaluate import load, score_model
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".svg"}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model_server.logo_detection.preprocess import image_to_model_input
+from model_server.logo_detection.decoding import image_to_model_input
 from model_server.logo_detection.tf.architecture import DEFAULT_CLASS_NAMES, INPUT_SIZE
 from training.progress import progress
 

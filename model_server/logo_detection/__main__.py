@@ -48,11 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     from kserve.model_server import app
 
     from . import http_limits, metrics
-    from .batching import MicroBatcher
-    from .inference import load_backend, warm_up
-    from .model_file import ModelFileError, describe_model
-    from .predictor import LogoDetectionModel
-    from .preprocess import warm_up_decoding
+    from .backend_loader import load_backend
+    from .decoding import warm_up_decoding
+    from .inference.backend import warm_up
+    from .inference.batching import MicroBatcher
+    from .inference.model_file import ModelFileError, describe_model
+    from .model import LogoDetectionModel
 
     try:
         loaded = describe_model(settings.model_path, settings.class_names)

@@ -14,7 +14,7 @@ from prometheus_client import Counter, Gauge, Histogram, Info
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import ErrorType
-from .model_file import ModelFile
+from .inference.model_file import ModelFile
 
 PREFIX = "logo_detection"
 SCORED = "scored"

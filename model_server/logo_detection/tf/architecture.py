@@ -13,7 +13,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras
 import keras_cv
 
-from ..model_file import DEFAULT_CLASS_NAMES, INPUT_SIZE
+from ..decoding import INPUT_SIZE
+from ..inference.model_file import DEFAULT_CLASS_NAMES
 
 __all__ = ["DEFAULT_CLASS_NAMES", "INPUT_SIZE", "build_backbone", "build_classifier"]
 

@@ -19,11 +19,12 @@ import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from ..inference import PARITY_TOLERANCE, max_score_difference, parity_batches
-from ..model_file import INPUT_SIZE, ModelFileError, file_sha256
-from ..onnx_backend import OnnxRuntimeBackend
+from ..decoding import INPUT_SIZE
+from ..inference.model_file import ModelFileError, file_sha256
+from ..inference.onnx_backend import OnnxRuntimeBackend
 from .keras_model import LoadedModel, TensorFlowBackend, load_model
 from .onnx_conversion import export_onnx
+from .parity import PARITY_TOLERANCE, max_score_difference, parity_batches
 
 logger = logging.getLogger(__name__)
 

@@ -15,16 +15,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import tensorflow as tf
 
-from ..inference import (
-    PARITY_TOLERANCE,
-    BackendChoice,
-    InferenceBackend,
-    fastest,
-    max_score_difference,
-    parity_batches,
-)
-from ..model_file import INPUT_SIZE, ModelFile, ModelFileError, describe_model
-from ..onnx_backend import OnnxRuntimeBackend
+from ..decoding import INPUT_SIZE
+from ..inference.backend import BackendChoice, InferenceBackend
+from ..inference.model_file import ModelFile, ModelFileError, describe_model
+from ..inference.onnx_backend import OnnxRuntimeBackend
+from .parity import PARITY_TOLERANCE, fastest, max_score_difference, parity_batches
 
 logger = logging.getLogger(__name__)
 

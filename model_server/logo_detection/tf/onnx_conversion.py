@@ -20,7 +20,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from ..model_file import INPUT_SIZE, file_sha256
+from ..decoding import INPUT_SIZE
+from ..inference.model_file import file_sha256
 
 logger = logging.getLogger(__name__)
 

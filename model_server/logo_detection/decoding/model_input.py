@@ -22,15 +22,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import ErrorType, ImageError, undecodable
 from .bmp import decode_bmp, read_bmp_header
-from .errors import ErrorType, ImageError, undecodable
 from .gif import decode_gif, read_gif_layout
-from .image_format import ImageFormat, sniff_format
 from .jpeg import check_scan_count, decode_jpeg, read_jpeg_layout
-from .model_file import INPUT_SIZE
 from .resize import resize_bilinear
-from .settings import Settings
+from .sniff import ImageFormat, sniff_format
 from .svg import SvgLimits, rasterize_svg
+
+INPUT_SIZE = 224  # the model takes (N, 224, 224, 3) float32 pixels in 0..255
 
 # Our own pixel limit applies before Pillow's; disable Pillow's so it can't fire first.
 Image.MAX_IMAGE_PIXELS = None
@@ -42,18 +42,6 @@ class DecodeLimits:
 
     max_pixels: int = 100_000_000  # width x height x frames, before decoding
     svg: SvgLimits = field(default_factory=SvgLimits)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> DecodeLimits:
-        return cls(
-            max_pixels=settings.max_image_pixels,
-            svg=SvgLimits(
-                max_bytes=settings.max_svg_bytes,
-                max_elements=settings.max_svg_elements,
-                render_size=settings.svg_render_size,
-                timeout_s=settings.svg_render_timeout_s,
-            ),
-        )
 
 
 DEFAULT_LIMITS = DecodeLimits()

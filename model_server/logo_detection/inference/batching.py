@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import metrics
-from .inference import InferenceBackend
+from .. import metrics
+from .backend import InferenceBackend
 
 logger = logging.getLogger(__name__)
 

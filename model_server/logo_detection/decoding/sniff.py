@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from .errors import ErrorType, ImageError
+from ..errors import ErrorType, ImageError
 
 
 class ImageFormat(StrEnum):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .model_file import INPUT_SIZE, ModelFileError
+from ..decoding import INPUT_SIZE
+from .model_file import ModelFileError
 
 
 class OnnxRuntimeBackend:

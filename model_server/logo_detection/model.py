@@ -22,15 +22,29 @@ from kserve import Model
 
 from . import metrics
 from .admission import ImageAdmission
-from .batching import BatchResult, MicroBatcher
 from .contract import Instance, PredictRequest, error_result, parse_request, scored_result
+from .decoding import DecodeLimits, SvgLimits, image_to_model_input
 from .errors import ErrorType, ImageError
 from .fetch import ImageFetcher
-from .model_file import ModelFile
-from .preprocess import DecodeLimits, image_to_model_input
+from .inference.batching import BatchResult, MicroBatcher
+from .inference.model_file import ModelFile
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+def decode_limits(settings: Settings) -> DecodeLimits:
+    """The decoding bounds the server's settings ask for (decoding itself reads no settings)."""
+    return DecodeLimits(
+        max_pixels=settings.max_image_pixels,
+        svg=SvgLimits(
+            max_bytes=settings.max_svg_bytes,
+            max_elements=settings.max_svg_elements,
+            render_size=settings.svg_render_size,
+            timeout_s=settings.svg_render_timeout_s,
+        ),
+    )
+
 
 TARGET_CLASS = "logo"
 
@@ -65,7 +79,7 @@ class LogoDetectionModel(Model):
         self.batcher = batcher
         self.fetcher = ImageFetcher(settings)
         self.admission = ImageAdmission(settings.max_images_in_flight, settings.max_queue_wait_s)
-        self.decode_limits = DecodeLimits.from_settings(settings)
+        self.decode_limits = decode_limits(settings)
         self._decode_threads = decode_threads
         self._decode_pool = ThreadPoolExecutor(decode_threads, thread_name_prefix="decode")
         metrics.track_gauges(lambda: self.admission.in_flight, batcher.queued_images)

@@ -33,7 +33,7 @@ from xml.etree.ElementTree import TreeBuilder
 
 from defusedxml.ElementTree import DefusedXMLParser
 
-from .errors import ErrorType, ImageError
+from ..errors import ErrorType, ImageError
 
 MAX_VALUE_BYTES = 255
 MAX_ALIAS_DEPTH = 32

@@ -32,7 +32,7 @@ from xml.etree.ElementTree import Element, tostring
 
 from defusedxml import DefusedXmlException
 
-from .errors import ErrorType, ImageError
+from ..errors import ErrorType, ImageError
 from .svg_dtd import Dtd, DtdEnforcingParser, check_expansion, read_dtd
 
 logger = logging.getLogger(__name__)
@@ -285,7 +285,7 @@ class _RendererPool:
 
 
 def _default_workers() -> int:
-    from .cpu_quota import effective_cpu_count
+    from ..cpu_quota import effective_cpu_count
 
     return max(1, effective_cpu_count(0))
 

@@ -2,7 +2,7 @@
 
 A model is an exported `.onnx` file (what the production image serves, with ONNX Runtime only)
 or a `.keras` file (served by the full install, which has TensorFlow). Nothing here imports
-TensorFlow: this module decides what to load, `inference.load_backend` loads it.
+TensorFlow: this module decides what to load, `backend_loader.load_backend` loads it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-INPUT_SIZE = 224  # the model takes (N, 224, 224, 3) float32 pixels in 0..255
 DEFAULT_CLASS_NAMES = ("out_of_domain", "logo")  # the production model's output order
 REQUIRED_CLASSES = ("logo", "out_of_domain")
 MODEL_SUFFIXES = (".onnx", ".keras")  # in order of preference when a directory holds both
@@ -35,9 +34,6 @@ class ModelFile:
     @property
     def is_onnx(self) -> bool:
         return self.path.suffix == ".onnx"
-
-    def class_index(self, name: str) -> int:
-        return self.class_names.index(name)
 
 
 def file_sha256(path: Path) -> str:

@@ -1,45 +1,19 @@
-"""Inference backends: one small interface for a forward pass, and loading the right one.
-
-An exported `.onnx` model runs on ONNX Runtime alone: no TensorFlow is imported (the export
-checked it against TensorFlow when it was written). A `.keras` file needs the full install:
-TensorFlow is the reference there, and its ONNX conversion serves only after matching it within
-`PARITY_TOLERANCE` on fixed inputs (`tf/keras_model.py`).
-"""
+"""TensorFlow against a candidate backend: fixed inputs, the largest score difference, and
+which backend is faster. Used by the export's parity check and by serving a `.keras` file."""
 
 from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
-from typing import Literal, Protocol
 
 import numpy as np
 
-from .model_file import INPUT_SIZE, ModelFile, ModelFileError
+from ..decoding import INPUT_SIZE
+from ..inference.backend import InferenceBackend
 
 logger = logging.getLogger(__name__)
 
 PARITY_TOLERANCE = 1e-5
-BackendChoice = Literal["auto", "tensorflow", "onnx"]
-
-
-class InferenceBackend(Protocol):
-    """Runs one forward pass over a batch of preprocessed images."""
-
-    name: str
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """(N, 224, 224, 3) float32 -> (N, num_classes) float32 softmax scores."""
-        ...
-
-
-def warm_up(backend: InferenceBackend, max_batch_size: int) -> None:
-    """Run batch 1 and the largest pass once at start, so the first real request isn't the slow
-    one and the runtime's buffers already have their steady-state size."""
-    batch_sizes = tuple(sorted({1, max_batch_size}))
-    for batch_size in batch_sizes:
-        backend.predict(np.zeros((batch_size, INPUT_SIZE, INPUT_SIZE, 3), np.float32))
-    logger.info("Warmed up the %s backend with batch sizes %s", backend.name, batch_sizes)
 
 
 def parity_batches() -> list[np.ndarray]:
@@ -103,27 +77,3 @@ def fastest(
         for name, times in best.items()
     }
     return min(backends, key=lambda backend: per_image[backend.name])
-
-
-def load_backend(
-    model: ModelFile, choice: BackendChoice, onnx_cache_dir: Path, threads: int
-) -> InferenceBackend:
-    """The backend that serves `model`: ONNX Runtime for an exported `.onnx` file; for a `.keras`
-    file, TensorFlow or its verified ONNX conversion (full install only)."""
-    if model.is_onnx:
-        if choice == "tensorflow":
-            raise ModelFileError(
-                f"INFERENCE_BACKEND=tensorflow needs a .keras model; {model.path} is exported ONNX"
-            )
-        from .onnx_backend import load_onnx_backend
-
-        return load_onnx_backend(model.path, len(model.class_names), threads)
-    try:
-        from .tf.keras_model import keras_backend
-    except ImportError as error:
-        raise ModelFileError(
-            f"serving the .keras file {model.path} needs TensorFlow ({error}); this install "
-            "serves exported models: export it with `python -m model_server.logo_detection.tf"
-            ".export` in the full install (requirements.txt) and serve the .onnx file"
-        ) from None
-    return keras_backend(model, choice, onnx_cache_dir, threads)

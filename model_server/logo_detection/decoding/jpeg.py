@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simplejpeg
 
-from .errors import ErrorType, ImageError, undecodable
+from ..errors import ErrorType, ImageError, undecodable
 
 MAX_JPEG_SCANS = 100
 

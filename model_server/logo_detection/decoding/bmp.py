@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import undecodable
+from ..errors import undecodable
 
 _HEADER = struct.Struct("<10xi4xii2xh")  # pixel offset @10, width @18, height @22, bpp @28
 _MAX_PIXELS = (2**31 - 1) // 8  # TensorFlow's own bound on width x height
