@@ -9,7 +9,7 @@ PRODUCTION_MODEL_DIR ?= models/production
 IMAGE ?= logo-detection:latest
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-gpu run test lint bench bench-compare export prepare-data train lso evaluate download-model clean image test-image
+.PHONY: help install install-gpu run test test-fast lint bench bench-compare export prepare-data train lso evaluate download-model clean image test-image
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ run: $(INSTALLED) ## Serve the default model on http://localhost:8080 (MODEL_PAT
 
 test: $(INSTALLED) ## Run the whole test suite (what CI runs)
 	$(PY) -m pytest
+
+test-fast: $(INSTALLED) ## The inner loop: in-process and ONNX-server tests, no Docker, training or TensorFlow
+	$(PY) -m pytest -m "not slow and not container and not training"
 
 lint: $(INSTALLED) ## ruff lint + format check
 	$(VENV)/bin/ruff check .
