@@ -9,29 +9,43 @@ PRODUCTION_MODEL_DIR ?= models/production
 IMAGE ?= logo-detection:latest
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-gpu run test test-fast lint bench bench-compare export prepare-data train lso evaluate download-model clean image test-image
+.PHONY: help install install-gpu lock run test test-fast lint bench bench-compare export prepare-data train lso evaluate download-model clean image test-image
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-$(INSTALLED): requirements-serving.txt requirements.txt requirements-dev.txt pyproject.toml
+# The locks (make lock) pin every package with its hashes; pip refuses anything else.
+$(INSTALLED): requirements-dev.txt pyproject.toml
 	$(PYTHON_BIN) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	$(VENV)/bin/pip install --quiet --require-hashes -r requirements-dev.txt
 	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(INSTALLED)
 
-install: $(INSTALLED) ## Create .venv with the pinned stack
+install: $(INSTALLED) ## Create .venv from the development lock (requirements-dev.txt)
 
 GPU_VENV ?= .venv-gpu
 
 install-gpu: ## Create .venv-gpu for GPU training (TensorFlow's CUDA build); then make train VENV=.venv-gpu
 	$(PYTHON_BIN) -m venv $(GPU_VENV)
 	$(GPU_VENV)/bin/pip install --quiet --upgrade pip
-	$(GPU_VENV)/bin/pip install --quiet -r requirements-gpu.txt
+	$(GPU_VENV)/bin/pip install --quiet --require-hashes -r requirements-gpu.txt
 	$(GPU_VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	$(GPU_VENV)/bin/python -c "import tensorflow as tf; print('GPUs:', tf.config.list_physical_devices('GPU'))"
 	touch $(GPU_VENV)/.installed
+
+# pyproject.toml holds the ranges; the development lock is resolved first and constrains the
+# others, so a package has the same version in every lock. uv keeps each lock's versions unless
+# pyproject.toml no longer allows them: LOCK_ARGS=--upgrade (or --upgrade-package NAME) moves them.
+UV ?= $(VENV)/bin/uv
+LOCK = $(UV) pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" $(LOCK_ARGS) pyproject.toml
+
+lock: ## Re-resolve pyproject.toml into the hashed locks (requirements*.txt; LOCK_ARGS=--upgrade)
+	$(LOCK) --extra dev -o requirements-dev.txt
+	$(LOCK) -c requirements-dev.txt -o requirements-serving.txt
+	$(LOCK) --extra export -c requirements-dev.txt -o requirements.txt
+	$(LOCK) --extra gpu -c requirements-dev.txt -o requirements-gpu.txt
 
 run: $(INSTALLED) ## Serve the default model on http://localhost:8080 (MODEL_PATH overrides)
 	$(PY) -m model_server.logo_detection
