@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -10,9 +11,38 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from _pytest.mark.expression import Expression
 
+from . import server_process
 from .image_server import ImageServer
-from .server_process import DEFAULT_MODEL, REPO_ROOT, ServerProcess
+from .server_process import REPO_ROOT, ServerProcess, export_command
+
+MODULE_MARKS = re.compile(r"^pytestmark = (.+)$", re.M)
+
+
+def selected(config: pytest.Config, marks: set[str]) -> bool:
+    """Whether `-m` (if given) selects a test carrying `marks`."""
+    expression = config.option.markexpr
+    return not expression or Expression.compile(expression).evaluate(lambda name: name in marks)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """A module marked as a whole (`pytestmark = pytest.mark.slow`) that `-m` leaves out is not
+    even imported, so the fast suite never loads TensorFlow through a test module's imports."""
+    if not collection_path.name.startswith("test_") or collection_path.suffix != ".py":
+        return None
+    found = MODULE_MARKS.search(collection_path.read_text())
+    marks = set(re.findall(r"pytest\.mark\.(\w+)", found.group(1))) if found else set()
+    return None if selected(config, marks) else True
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A run that leaves slow tests out (`make test-fast`) fails if anything imported
+    TensorFlow in the test process: that is what makes it fast."""
+    if not selected(session.config, {"slow"}) and "tensorflow" in sys.modules:
+        print("\nerror: the fast suite imported TensorFlow", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
 
 SAMPLES_DIR = REPO_ROOT.parent / "shared" / "samples"
 SAMPLE_NAMES = (
@@ -58,9 +88,8 @@ def server(image_server: ImageServer) -> Iterator[ServerProcess]:
 
 def run_export(model: Path, out_dir: Path, *args: str) -> subprocess.CompletedProcess:
     """The real export tool, as a user runs it."""
-    command = [sys.executable, "-m", "model_server.logo_detection.tf.export", str(model)]
     return subprocess.run(
-        [*command, "--out-dir", str(out_dir), *args],
+        export_command(model, out_dir, *args),
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -69,12 +98,10 @@ def run_export(model: Path, out_dir: Path, *args: str) -> subprocess.CompletedPr
 
 
 @pytest.fixture(scope="session")
-def exported_default_model(tmp_path_factory) -> Path:
-    """The default model exported by the real export tool: a directory with .onnx + .json."""
-    out_dir = tmp_path_factory.mktemp("exported")
-    result = run_export(DEFAULT_MODEL, out_dir)
-    assert result.returncode == 0, result.stderr
-    return out_dir
+def exported_default_model() -> Path:
+    """The default model exported by the real export tool: a directory with .onnx + .json
+    (what every test server serves unless a test names another model)."""
+    return server_process.exported_default_model()
 
 
 @pytest.fixture(scope="session")

@@ -338,3 +338,10 @@ def pillow_only_corpus() -> dict[str, tuple[bytes, bytes]]:
         "tiff_rgba": (encode(rgba, "TIFF"), encode(rgba, "PNG")),
         "tiff_gray": (encode(rgb.convert("L"), "TIFF"), encode(rgb.convert("L"), "PNG")),
     }
+
+
+def flat_png(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:
+    """A flat-colour PNG."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "PNG")
+    return buffer.getvalue()

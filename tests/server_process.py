@@ -1,8 +1,17 @@
-"""Start and stop the real model server process on free loopback ports, for tests and benches."""
+"""Start and stop the real model server process on free loopback ports, for tests and benches.
+
+Servers serve the default model exported to ONNX, as production does: exported once into
+`build/tests/default-model` and reused until `models/logo_detection.keras` changes. Everything
+a server or test writes (conversion caches, exports) stays under `build/tests`.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,6 +24,51 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO_ROOT / "models" / "logo_detection.keras"
+TEST_BUILD_DIR = REPO_ROOT / "build" / "tests"
+EXPORTED_DEFAULT_DIR = TEST_BUILD_DIR / "default-model"
+ONNX_CACHE_DIR = TEST_BUILD_DIR / "onnx-cache"  # the .keras path's conversion cache
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_command(model: Path, out_dir: Path, *args: str) -> list[str]:
+    """The real export tool, as a user runs it (needs the full install's TensorFlow)."""
+    command = [sys.executable, "-m", "model_server.logo_detection.tf.export", str(model)]
+    return [*command, "--out-dir", str(out_dir), *args]
+
+
+def exported_default_model() -> Path:
+    """The directory holding the default model's `.onnx` + `.json`, exported by the real export
+    tool unless the one already there was exported from the current `.keras` file."""
+    metadata = EXPORTED_DEFAULT_DIR / "logo_detection.json"
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        if json.loads(metadata.read_text())["source"]["sha256"] == file_sha256(DEFAULT_MODEL):
+            return EXPORTED_DEFAULT_DIR
+    staging = Path(tempfile.mkdtemp(prefix="default-model-", dir=ensure_dir(TEST_BUILD_DIR)))
+    done = subprocess.run(
+        export_command(DEFAULT_MODEL, staging),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise RuntimeError(f"exporting {DEFAULT_MODEL} failed:\n{done.stderr}")
+    shutil.rmtree(EXPORTED_DEFAULT_DIR, ignore_errors=True)
+    staging.rename(EXPORTED_DEFAULT_DIR)
+    return EXPORTED_DEFAULT_DIR
+
+
+def ensure_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def free_port() -> int:
@@ -46,11 +100,12 @@ def poll_ready(url: str, exited: Callable[[], str | None], timeout_s: float) -> 
 class ServerProcess:
     """`python -m model_server.logo_detection [argv]` with its settings from `env` (and `argv`:
     when it names other ports or model name, set `http_port`/`model_name` to match); logs to a
-    file."""
+    file. Without `model_path` it serves the default model's ONNX export."""
 
     def __init__(
-        self, model_path: Path = DEFAULT_MODEL, argv: tuple[str, ...] = (), **env: object
+        self, model_path: Path | None = None, argv: tuple[str, ...] = (), **env: object
     ) -> None:
+        model_path = exported_default_model() if model_path is None else model_path
         self.http_port = free_port()
         self.grpc_port = free_port()
         self.argv = tuple(argv)
@@ -62,6 +117,7 @@ class ServerProcess:
             "HTTP_PORT": str(self.http_port),
             "GRPC_PORT": str(self.grpc_port),
             "PYTHONUNBUFFERED": "1",
+            "ONNX_CACHE_DIR": str(ONNX_CACHE_DIR),
             **{key.upper(): str(value) for key, value in env.items()},
         }
         self._log = tempfile.NamedTemporaryFile(prefix="logo-detection-", suffix=".log")  # noqa: SIM115 (lives as long as the server)

@@ -23,6 +23,8 @@ from .conftest import instance, post_predict
 from .reference_model import reference_model
 from .server_process import ServerProcess
 
+pytestmark = pytest.mark.slow  # TensorFlow, exports, conversions
+
 
 @pytest.fixture(scope="module")
 def onnx_cache(tmp_path_factory) -> tuple[Path, list[tuple[Path, bool, int]]]:

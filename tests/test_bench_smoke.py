@@ -6,7 +6,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from .server_process import REPO_ROOT
+
+pytestmark = pytest.mark.slow  # the whole benchmark harness, minutes of load
 
 
 def test_bench_quick_run_writes_results(tmp_path):

@@ -23,10 +23,11 @@ def listening(port: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A KServe-style model directory (/mnt/models) holding the one model file."""
+def model_dir(tmp_path_factory: pytest.TempPathFactory, exported_default_model: Path) -> Path:
+    """A KServe-style model directory (/mnt/models) holding the exported model."""
     directory = tmp_path_factory.mktemp("mnt-models")
-    (directory / "logo_detection.keras").symlink_to(DEFAULT_MODEL)
+    for exported in exported_default_model.iterdir():
+        (directory / exported.name).symlink_to(exported)
     return directory
 
 

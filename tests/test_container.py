@@ -32,7 +32,7 @@ from .container import Container, docker
 from .hostile_support import billion_laughs_svg, png, png_bomb
 from .server_process import REPO_ROOT, ServerProcess
 
-pytestmark = pytest.mark.timeout(1800)  # a cold build takes minutes
+pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]  # a cold build takes minutes
 
 CONTAINER_SCRIPT = REPO_ROOT / "deploy" / "container.sh"
 MANIFEST = REPO_ROOT / "deploy" / "kserve" / "inferenceservice.yaml"

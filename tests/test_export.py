@@ -25,6 +25,8 @@ BLOCKED_MODULES = ("tensorflow", "keras", "keras_cv", "tf2onnx", "tf_keras")
 # is written down with the stack that asked for it.
 IMPORT_BLOCKER = """
 import sys, traceback
+
+pytestmark = pytest.mark.slow  # TensorFlow, exports, conversions
 BLOCKED = {blocked!r}
 ATTEMPTS = {attempts!r}
 

@@ -21,6 +21,8 @@ from model_server.logo_detection.tf.keras_model import TensorFlowBackend, load_m
 from .conftest import instance, post_predict
 from .server_process import REPO_ROOT, ServerProcess
 
+pytestmark = pytest.mark.slow  # TensorFlow, exports, conversions
+
 LEGACY_VENV = Path(
     os.environ.get("LEGACY_STACK_VENV", Path.home() / ".cache/logo-detection/legacy-stack-venv")
 )

@@ -14,6 +14,8 @@ from model_server.logo_detection.tf.keras_model import load_model
 
 from .server_process import DEFAULT_MODEL, run_to_exit
 
+pytestmark = pytest.mark.slow  # TensorFlow, exports, conversions
+
 
 def test_a_directory_with_one_model_file_is_accepted(tmp_path):
     (tmp_path / "nested").mkdir()

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import math
 
 import pytest
-from PIL import Image
 
 from .conftest import (
     SAMPLE_NAMES,
@@ -17,15 +15,10 @@ from .conftest import (
     loopback_fetch_settings,
     post_predict,
 )
+from .image_corpus import flat_png
 from .server_process import ServerProcess
 
 pytestmark = pytest.mark.asyncio
-
-
-def png_bytes(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def assert_scored(result: dict, filename: str) -> None:
@@ -57,7 +50,7 @@ async def test_samples_by_base64_and_by_url_score_identically(http, server, imag
 
 async def test_fifty_instances_answer_in_order_with_duplicates(http, server):
     colors = [(i * 5, 255 - i * 5, (i * 37) % 256) for i in range(50)]
-    instances = [instance(f"file-{i % 7}.png", data=png_bytes(c)) for i, c in enumerate(colors)]
+    instances = [instance(f"file-{i % 7}.png", data=flat_png(c)) for i, c in enumerate(colors)]
     status, body = await post_predict(http, server, {"instances": instances})
     assert status == 200, body
     assert [r["filename"] for r in body["predictions"]] == [f"file-{i % 7}.png" for i in range(50)]
@@ -67,7 +60,7 @@ async def test_fifty_instances_answer_in_order_with_duplicates(http, server):
 
 
 async def test_fifty_one_instances_are_rejected(http, server):
-    instances = [instance(f"f{i}.png", data=png_bytes((1, 2, 3))) for i in range(51)]
+    instances = [instance(f"f{i}.png", data=flat_png((1, 2, 3))) for i in range(51)]
     status, body = await post_predict(http, server, {"instances": instances})
     assert status == 400
     assert "instances" in body["error"] and "50" in body["error"]
@@ -228,7 +221,7 @@ async def test_health_answers_while_a_big_request_is_in_flight(
 async def test_concurrent_requests_each_get_their_own_results(http, server):
     async def one(i: int) -> tuple[int, dict]:
         instances = [
-            instance(f"r{i}-{j}.png", data=png_bytes((i * 20, j * 40, 90))) for j in range(3)
+            instance(f"r{i}-{j}.png", data=flat_png((i * 20, j * 40, 90))) for j in range(3)
         ]
         return await post_predict(http, server, {"instances": instances})
 

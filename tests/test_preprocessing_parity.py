@@ -29,6 +29,8 @@ from .image_corpus import (
 )
 from .server_process import DEFAULT_MODEL, REPO_ROOT
 
+pytestmark = pytest.mark.slow  # TensorFlow, exports, conversions
+
 SCORE_TOLERANCE = 1e-5
 
 

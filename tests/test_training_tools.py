@@ -21,7 +21,9 @@ from training.metadata import describe
 from training.paths import repo_relative
 
 from .server_process import REPO_ROOT
-from .test_training import SVG_LOGO, add_source_copy, make_tiny_dataset
+from .tiny_dataset import SVG_LOGO, add_source_copy, make_tiny_dataset
+
+pytestmark = pytest.mark.training
 
 COUNTRIES = [  # name, continent, iso, population, gdp, (lon, lat) of the lower-left corner
     ("Aland", "Europe", "ALA", 5e6, 2e5, (0, 40)),
