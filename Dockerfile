@@ -11,31 +11,33 @@
 ARG BASE_IMAGE=logo-detection-base:bookworm
 ARG BUILD_BASE_IMAGE=${BASE_IMAGE}
 
-# The serving stack alone (requirements-serving.txt) in a virtualenv.
+# The serving stack alone in a virtualenv: the serving lock (make lock), every package pinned and
+# checked against its hashes.
 FROM ${BUILD_BASE_IMAGE} AS serving-stack
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH
 RUN python3 -m venv /opt/venv
 COPY requirements-serving.txt /src/
-RUN pip install --no-compile -r /src/requirements-serving.txt
+RUN pip install --no-compile --require-hashes -r /src/requirements-serving.txt
 
-# Export: the full stack (TensorFlow ...) converts the default .keras model to .onnx + .json
-# once, here, with its parity check against TensorFlow. Nothing of this stage but those two
-# files reaches the published image.
+# Export: the export lock (the serving versions plus TensorFlow ...) converts the default .keras
+# model to .onnx + .json once, here, with its parity check against TensorFlow. Nothing of this
+# stage but those two files reaches the published image.
 FROM serving-stack AS export
 COPY requirements.txt /src/
-RUN pip install --no-compile -r /src/requirements.txt
+RUN pip install --no-compile --require-hashes -r /src/requirements.txt
 COPY model_server /src/model_server
 COPY models/logo_detection.keras /src/models/
 WORKDIR /src
 RUN python3 -m model_server.logo_detection.tf.export models/logo_detection.keras \
         --out-dir /opt/model
 
-# The server package, without its TensorFlow-only subpackage, installed into the serving stack.
+# The server package, without its TensorFlow-only subpackage, installed into the serving stack;
+# built with the locked setuptools (no build isolation), so nothing unhashed is downloaded.
 FROM serving-stack AS serving-build
 COPY pyproject.toml README.md /src/
 COPY model_server /src/model_server
 RUN rm -rf /src/model_server/logo_detection/tf \
-    && pip install --no-deps --no-compile /src \
+    && pip install --no-deps --no-build-isolation --no-compile /src \
     && python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib \
     && python3 -c "import model_server.logo_detection.settings"
 

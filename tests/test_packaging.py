@@ -101,7 +101,8 @@ def test_production_stage_is_slim_non_root_and_serves_from_mnt_models():
     assert sorted(words[0] for words in copies) == ["--from=export", "--from=serving-build"]
     assert ["--from=export", "/opt/model", "/mnt/models"] in copies, "no default model"
     installs = [args for instruction, args in stages["serving-stack"] if instruction == "RUN"]
-    assert any("-r /src/requirements-serving.txt" in args for args in installs)
+    # the serving lock, hash-checked; never the export lock (TensorFlow): test_dependencies.py
+    assert any("--require-hashes -r /src/requirements-serving.txt" in args for args in installs)
     assert not any("requirements.txt" in args for args in installs)
     runs = " ".join(arguments for instruction, arguments in production if instruction == "RUN")
     assert not re.search(r"\b(pip|apt-get|gcc|make)\b", runs), "build tools in the runtime stage"
@@ -132,14 +133,14 @@ def test_blubber_has_the_three_variants_and_pins_python(blubber):
     assert build["version"] == "python3.11"
     assert build["requirements"] == ["requirements-serving.txt"]
     export = blubber["variants"]["export"]
-    assert "requirements.txt" in export["python"]["requirements"]
+    assert export["python"]["requirements"] == ["requirements.txt"]  # the export lock
     assert export["builder"]["command"][:3] == [
         "python3",
         "-m",
         "model_server.logo_detection.tf.export",
     ]
     test = blubber["variants"]["test"]["python"]
-    assert {"requirements.txt", "requirements-dev.txt"} <= set(test["requirements"])
+    assert test["requirements"] == ["requirements-dev.txt"]  # the dev lock: export + test tools
 
 
 def test_blubber_production_runs_the_entrypoint_as_non_root_with_runtime_files_only(blubber):
