@@ -1,5 +1,6 @@
 """Operability: /metrics moves by exactly what real requests did; request ids reach the logs;
-the Grafana dashboard and the README's table name only metrics the server exports."""
+the Grafana dashboard and the metrics table in docs/monitoring.md name only metrics the server
+exports."""
 
 from __future__ import annotations
 
@@ -251,7 +252,7 @@ async def test_request_ids_are_echoed_generated_and_on_each_log_line_about_the_r
         assert leaked.decode() not in log
 
 
-# --- the dashboard and the README describe what the server exports ------------------------
+# --- the dashboard and docs/monitoring.md describe what the server exports ----------------
 
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset"}
 PROMQL_WORDS |= {"and", "or", "unless", "inf", "nan"}
@@ -320,9 +321,9 @@ async def test_every_dashboard_expression_names_only_exported_metrics(http, mete
         assert needed in used, f"the dashboard does not show {needed}"
 
 
-async def test_the_readme_table_lists_exactly_the_metrics_the_server_exports(http, metered):
-    readme = (REPO_ROOT / "README.md").read_text()
-    documented = set(re.findall(r"^\| `(logo_detection_\w+)` \|", readme, re.MULTILINE))
+async def test_the_docs_table_lists_exactly_the_metrics_the_server_exports(http, metered):
+    monitoring = (REPO_ROOT / "docs" / "monitoring.md").read_text()
+    documented = set(re.findall(r"^\| `(logo_detection_\w+)` \|", monitoring, re.MULTILINE))
     families = set()
     async with http.get(f"{metered.url}/metrics") as response:
         for family in text_string_to_metric_families(await response.text()):

@@ -1,9 +1,9 @@
-"""Every command the README shows runs (issue 6).
+"""Every command the documentation shows runs.
 
-The README's fenced bash blocks are split into commands. Each command is either run for real
-(curl examples against a real server, shell set-up lines, `make` help) or matched by SKIPPED,
-which says why it is not run here and which test covers it instead. A new README command that
-is neither fails `test_every_readme_command_is_run_or_skipped_with_a_reason`.
+The fenced bash blocks of README.md, docs/*.md and bench/README.md are split into commands. Each
+command is either run for real (curl examples against a real server, shell set-up lines, `make`
+help) or matched by SKIPPED, which says why it is not run here and which test covers it instead.
+A new command that is neither fails `test_every_readme_command_is_run_or_skipped_with_a_reason`.
 
 Rewrites, so the examples run beside other tests: `localhost:8080` -> the test server's port;
 a port an example binds (`http.server 8000`) -> a free port; `VARS=... make run` -> the same
@@ -33,13 +33,20 @@ from .conftest import SAMPLES_DIR
 from .server_process import REPO_ROOT, ServerProcess, free_port
 
 README = REPO_ROOT / "README.md"
+# the Markdown files whose bash blocks are run or skipped with a reason
+DOCUMENTS = [README, *sorted((REPO_ROOT / "docs").glob("*.md")), REPO_ROOT / "bench" / "README.md"]
 
 # command prefix -> why it is not run by this test (and what covers it instead)
 SKIPPED = {
     "make run": "the server, in the foreground; in a curl example ServerProcess starts it with "
     "the same settings instead",
     "make test": "is this test suite",
+    "make test-fast": "a subset of this test suite",
     "make bench": "minutes of load on purpose; the benchmark's own command",
+    "make bench-compare": "minutes of load on two servers on purpose; the benchmark's own command",
+    ".venv/bin/python -m bench.container": "builds and runs Docker images for minutes; "
+    "test_container runs the image the same way",
+    ".venv/bin/locust": "a load test against a running server, for as long as it is left running",
     "make lint": "ruff over the whole tree, not a behaviour of the server",
     "make download-model": "needs internet; test_make_download_model runs it on a local URL",
     "make image": "builds the image for minutes; test_container builds it the same way "
@@ -79,11 +86,16 @@ class Command:
 
 @dataclass
 class Block:
-    """A fenced bash block and the JSON output block the README shows after it, if any."""
+    """A fenced bash block and the JSON output block the document shows after it, if any."""
 
     commands: list[Command]
     shown_output: object | None = None
     heading: str = ""
+    source: str = "README.md"
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}: {self.heading}"
 
 
 def split_commands(script: str) -> Iterator[Command]:
@@ -109,22 +121,25 @@ def split_commands(script: str) -> Iterator[Command]:
         if background:
             text = text.rstrip().removesuffix("&").rstrip()
         yield Command(text, env, words, background)
-    assert not pending.strip(), f"unterminated command in the README: {pending!r}"
+    assert not pending.strip(), f"unterminated command: {pending!r}"
 
 
-def readme_blocks() -> list[Block]:
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
+
+
+def document_blocks(document: Path = README) -> list[Block]:
     blocks: list[Block] = []
     heading = ""
-    fence = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
-    text = README.read_text()
+    source = str(document.relative_to(REPO_ROOT))
+    text = document.read_text()
     position = 0
-    for match in fence.finditer(text):
+    for match in FENCE.finditer(text):
         between = text[position : match.start()]
         headings = re.findall(r"^#+ (.+)$", between, re.M)
         heading = headings[-1] if headings else heading
         language, body = match.group(1), match.group(2)
         if language in ("bash", "sh", "shell", "console"):
-            blocks.append(Block(list(split_commands(body)), heading=heading))
+            blocks.append(Block(list(split_commands(body)), heading=heading, source=source))
         elif language == "json" and blocks and not headings and blocks[-1].shown_output is None:
             with contextlib.suppress(json.JSONDecodeError):  # abridged output: not compared
                 blocks[-1].shown_output = json.loads(body)
@@ -132,19 +147,24 @@ def readme_blocks() -> list[Block]:
     return blocks
 
 
+def all_blocks() -> list[Block]:
+    return [block for document in DOCUMENTS for block in document_blocks(document)]
+
+
 def test_readme_has_commands_to_check():
-    commands = [command for block in readme_blocks() for command in block.commands]
+    commands = [command for block in document_blocks() for command in block.commands]
     assert any(command.program == "curl" for command in commands), "no curl example found"
     assert any(command.program == "make run" for command in commands)
 
 
 def test_every_readme_command_is_run_or_skipped_with_a_reason():
-    for block in readme_blocks():
+    assert {block.source for block in all_blocks()} >= {"README.md", "bench/README.md"}
+    for block in all_blocks():
         run_by_curl_test = any(command.program == "curl" for command in block.commands)
         for command in block.commands:
             run_here = run_by_curl_test or command.words == ["make"]  # test_make_alone_...
             assert run_here or command.skip_reason(), (
-                f"README command {command.text!r} ({block.heading}) is neither run by "
+                f"command {command.text!r} ({block.name}) is neither run by "
                 "tests/test_readme.py nor in its SKIPPED list with a reason"
             )
 
@@ -237,10 +257,10 @@ def shape(response: dict) -> list[tuple]:
 
 
 def curl_blocks() -> list[Block]:
-    return [b for b in readme_blocks() if any(c.program == "curl" for c in b.commands)]
+    return [b for b in all_blocks() if any(c.program == "curl" for c in b.commands)]
 
 
-@pytest.mark.parametrize("block", curl_blocks(), ids=lambda block: block.heading)
+@pytest.mark.parametrize("block", curl_blocks(), ids=lambda block: block.name)
 def test_readme_curl_examples_answer_as_shown(block, server, scratch):
     outputs = run_block(block, scratch, server)
     assert outputs, "no curl output"
@@ -256,7 +276,7 @@ def test_readme_curl_examples_answer_as_shown(block, server, scratch):
     if block.shown_output is not None:
         shown = block.shown_output
         _, last = outputs[-1]
-        assert shape(last) == shape(shown), "the README shows a different answer"
+        assert shape(last) == shape(shown), f"{block.source} shows a different answer"
         assert sorted(last) == sorted(shown)
 
 
