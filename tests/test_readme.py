@@ -1,9 +1,11 @@
-"""Every command the documentation shows runs.
+"""Every command the documentation shows runs, and the README stays an accurate entry point.
 
 The fenced bash blocks of README.md, docs/*.md and bench/README.md are split into commands. Each
 command is either run for real (curl examples against a real server, shell set-up lines, `make`
 help) or matched by SKIPPED, which says why it is not run here and which test covers it instead.
 A new command that is neither fails `test_every_readme_command_is_run_or_skipped_with_a_reason`.
+The README's configuration table lists exactly the settings the server reads, the README stays
+short, and every relative link in the documentation points at a file (and heading) that exists.
 
 Rewrites, so the examples run beside other tests: `localhost:8080` -> the test server's port;
 a port an example binds (`http.server 8000`) -> a free port; `VARS=... make run` -> the same
@@ -29,12 +31,15 @@ from pathlib import Path
 
 import pytest
 
+from model_server.logo_detection.settings import Settings
+
 from .conftest import SAMPLES_DIR
 from .server_process import REPO_ROOT, ServerProcess, free_port
 
 README = REPO_ROOT / "README.md"
 # the Markdown files whose bash blocks are run or skipped with a reason
 DOCUMENTS = [README, *sorted((REPO_ROOT / "docs").glob("*.md")), REPO_ROOT / "bench" / "README.md"]
+README_MAX_LINES = 250
 
 # command prefix -> why it is not run by this test (and what covers it instead)
 SKIPPED = {
@@ -334,3 +339,82 @@ def test_make_image_builds_the_dockerfile():
     assert re.search(r"^IMAGE=\S+ deploy/container\.sh build$", done.stdout, re.M), done.stdout
     script = (REPO_ROOT / "deploy" / "container.sh").read_text()
     assert '-t "$tag" "$REPO_ROOT"' in script, "the image is not built from the checkout"
+
+
+# --- the README as an entry point, and links that lead somewhere ---------------------------
+
+
+def test_the_readme_stays_an_entry_point():
+    lines = len(README.read_text().splitlines())
+    assert lines <= README_MAX_LINES, (
+        f"README.md has {lines} lines; keep it at most {README_MAX_LINES} and move detail to docs/"
+    )
+
+
+def section(text: str, heading: str) -> str:
+    """The text under a `## heading`, up to the next heading of that level."""
+    match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert match, f"no '## {heading}' section"
+    return match.group(1)
+
+
+def environment_variable(name: str, field) -> str:
+    """The variable pydantic-settings reads for a field: its alias, else prefix + name."""
+    alias = field.validation_alias if isinstance(field.validation_alias, str) else field.alias
+    if alias:
+        return alias.upper()
+    return (Settings.model_config.get("env_prefix", "") + name).upper()
+
+
+def test_the_configuration_table_lists_exactly_the_settings_the_server_reads():
+    table = section(README.read_text(), "Configuration")
+    documented = re.findall(r"^\| `([A-Z][A-Z0-9_]*)` \|", table, re.M)
+    assert len(documented) == len(set(documented)), f"listed twice: {documented}"
+    read = {environment_variable(name, field) for name, field in Settings.model_fields.items()}
+    assert not read - set(documented), f"settings missing from the table: {read - set(documented)}"
+    assert not set(documented) - read, f"not settings of the server: {set(documented) - read}"
+
+
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.I)
+
+
+def prose(text: str) -> str:
+    """Markdown without its fenced blocks and inline code, where brackets are not links."""
+    return re.sub(r"`[^`\n]*`", "", FENCE.sub("", text))
+
+
+def github_anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(document: Path) -> set[str]:
+    """The anchors of a document's headings, with GitHub's numbered suffix for a repeat."""
+    seen: dict[str, int] = {}
+    for heading in re.findall(r"^#+ (.+)$", FENCE.sub("", document.read_text()), re.M):
+        slug = github_anchor(heading)
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        if count:
+            seen[f"{slug}-{count}"] = 1
+    return set(seen)
+
+
+def test_heading_anchors_are_githubs():
+    assert github_anchor("`make bench`, 2026-11-27") == "make-bench-2026-11-27"
+    assert github_anchor("What makes a request fast") == "what-makes-a-request-fast"
+    assert github_anchor("Logs and request_ids (v2)") == "logs-and-request_ids-v2"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: str(path.relative_to(REPO_ROOT)))
+def test_every_relative_link_points_at_an_existing_file(document):
+    name = document.relative_to(REPO_ROOT)
+    for target in LINK.findall(prose(document.read_text())):
+        if SCHEME.match(target):
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (document.parent / path).resolve() if path else document
+        assert linked.exists(), f"{name}: {target} points at nothing"
+        if anchor and linked.suffix == ".md":
+            assert anchor in anchors(linked), f"{name}: {target}: no such heading"
