@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import yaml
 
 from model_server.logo_detection.settings import Settings
 
-from .server_process import DEFAULT_MODEL, REPO_ROOT, free_port
+from .server_process import REPO_ROOT, free_port, poll_ready
 
 ENTRYPOINT = ["python3", "-m", "model_server.logo_detection"]
 MANIFEST = REPO_ROOT / "deploy" / "kserve" / "inferenceservice.yaml"
@@ -228,10 +227,11 @@ def clean_env(**settings: str) -> dict[str, str]:
     return env | settings
 
 
-def test_entrypoint_serves_from_a_clean_install_outside_the_repo(installed_venv, tmp_path, samples):
+def test_entrypoint_serves_from_a_clean_install_outside_the_repo(
+    installed_venv, tmp_path, samples, exported_default_model
+):
     models = tmp_path / "mnt" / "models"  # what KServe's storage initializer leaves
-    models.mkdir(parents=True)
-    shutil.copy2(DEFAULT_MODEL, models / "logo_max_all.keras")
+    shutil.copytree(exported_default_model, models)
     port = free_port()
     env = clean_env(MODEL_PATH=str(models), HTTP_PORT=str(port), ENABLE_GRPC="false")
     log = tmp_path / "server.log"
@@ -244,7 +244,8 @@ def test_entrypoint_serves_from_a_clean_install_outside_the_repo(installed_venv,
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_ready(process, f"http://127.0.0.1:{port}", log)
+        exited = lambda: None if process.poll() is None else f"exited:\n{log.read_text()}"  # noqa: E731
+        assert poll_ready(f"http://127.0.0.1:{port}", exited, 180), log.read_text()
         body = json.dumps(
             {"instances": [{"filename": "a.png", "target": "logo", "image": b64_first(samples)}]}
         ).encode()
@@ -258,19 +259,6 @@ def test_entrypoint_serves_from_a_clean_install_outside_the_repo(installed_venv,
         process.send_signal(signal.SIGTERM)
         exit_code = process.wait(60)
     assert exit_code == 0, log.read_text()
-
-
-def wait_ready(process: subprocess.Popen, url: str, log: Path, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"server exited:\n{log.read_text()}"
-        try:
-            with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"not ready after {timeout_s} s:\n{log.read_text()}")
 
 
 def b64_first(samples: dict[str, bytes]) -> str:
