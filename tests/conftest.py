@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
 import subprocess
 import sys
@@ -12,10 +13,20 @@ from pathlib import Path
 import aiohttp
 import pytest
 from _pytest.mark.expression import Expression
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from . import server_process
 from .image_server import ImageServer
-from .server_process import REPO_ROOT, ServerProcess, export_command
+from .server_process import REPO_ROOT, TEST_BUILD_DIR, ServerProcess, ensure_dir, export_command
+
+# Hermetic: what the tests, and every process they start, write to a home directory or a cache
+# (ONNX conversions, pip, ONNX Runtime's and matplotlib's files) lands under build/tests.
+TEST_HOME = ensure_dir(TEST_BUILD_DIR / "home")
+os.environ.update(HOME=str(TEST_HOME), XDG_CACHE_HOME=str(TEST_HOME / ".cache"))
+os.environ.update(
+    ONNX_CACHE_DIR=str(server_process.ONNX_CACHE_DIR), RUFF_CACHE_DIR=str(TEST_BUILD_DIR / "ruff")
+)
+set_hypothesis_home_dir(TEST_BUILD_DIR / "hypothesis")  # its example database
 
 MODULE_MARKS = re.compile(r"^pytestmark = (.+)$", re.M)
 

@@ -1,6 +1,6 @@
 """Model files saved by the production stack (Keras 3.0 + KerasCV 0.8.1 + TF 2.15) load and agree.
 
-The old stack is installed into a throwaway venv (cached between runs under ~/.cache); if PyPI
+The old stack is installed into a throwaway venv (cached between runs under build/tests); if PyPI
 can't be reached the test skips and says why.
 """
 
@@ -19,13 +19,11 @@ import pytest
 from model_server.logo_detection.tf.keras_model import TensorFlowBackend, load_model
 
 from .conftest import instance, post_predict
-from .server_process import REPO_ROOT, ServerProcess
+from .server_process import REPO_ROOT, TEST_BUILD_DIR, ServerProcess
 
 pytestmark = pytest.mark.slow  # TensorFlow, exports, conversions
 
-LEGACY_VENV = Path(
-    os.environ.get("LEGACY_STACK_VENV", Path.home() / ".cache/logo-detection/legacy-stack-venv")
-)
+LEGACY_VENV = Path(os.environ.get("LEGACY_STACK_VENV", TEST_BUILD_DIR / "legacy-stack-venv"))
 LEGACY_PACKAGES = (["tensorflow-cpu==2.15.1"], ["keras==3.0.4", "keras-cv==0.8.1"])
 
 
