@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ErrorType, ImageError
+from .errors import ImageError
 
 SCORE_DECIMALS = 4
 V1_ONLY = (
@@ -148,7 +148,6 @@ def error_result(instance: Instance, error: ImageError) -> dict:
 
 
 __all__ = [
-    "ErrorType",
     "Instance",
     "PredictRequest",
     "error_result",

@@ -18,8 +18,6 @@ from ..inference.model_file import DEFAULT_CLASS_NAMES
 
 __all__ = ["DEFAULT_CLASS_NAMES", "INPUT_SIZE", "build_backbone", "build_classifier"]
 
-B0_BACKBONE_PARAMS = 5_919_312
-
 EFFICIENTNETV2_B0_CONFIG = {
     "width_coefficient": 1.0,
     "depth_coefficient": 1.0,
