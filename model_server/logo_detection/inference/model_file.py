@@ -29,7 +29,9 @@ class ModelFile:
     path: Path
     class_names: tuple[str, ...]
     metadata: dict
-    sha256: str  # of the file, read once at start (the JSON check and the info metric use it)
+    # Of the file, read once at start: the JSON check, the info metric and (for a .keras file)
+    # the ONNX conversion cache's key all use this one.
+    sha256: str
 
     @property
     def is_onnx(self) -> bool:

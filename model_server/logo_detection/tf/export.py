@@ -54,7 +54,7 @@ def sidecar(loaded: LoadedModel, onnx_file: Path, difference: float, tolerance: 
         "onnx": {"file": onnx_file.name, "sha256": file_sha256(onnx_file)},
         "source": {
             "file": loaded.path.name,
-            "sha256": file_sha256(loaded.path),
+            "sha256": loaded.sha256,
             "metadata": loaded.metadata,
         },
         "export": {

@@ -32,6 +32,7 @@ class LoadedModel:
     path: Path
     class_names: tuple[str, ...]
     metadata: dict
+    sha256: str  # of the file, as describe_model read it
 
 
 def configure_threads(cpu_count: int) -> None:
@@ -64,7 +65,9 @@ def load_model(model_path: Path, configured_class_names: tuple[str, ...] = ()) -
     model = describe_model(model_path, configured_class_names)
     if model.is_onnx:
         raise ModelFileError(f"{model.path} is an exported ONNX model, not a .keras file")
-    return LoadedModel(load_keras_model(model), model.path, model.class_names, model.metadata)
+    return LoadedModel(
+        load_keras_model(model), model.path, model.class_names, model.metadata, model.sha256
+    )
 
 
 class TensorFlowBackend:
@@ -88,7 +91,9 @@ def keras_backend(
     or `auto`: the fastest that does."""
     configure_threads(threads)
     keras_model = load_keras_model(model)
-    return select_backend(choice, keras_model, model.path, onnx_cache_dir, threads)
+    return select_backend(
+        choice, keras_model, model.path, onnx_cache_dir, threads, sha256=model.sha256
+    )
 
 
 def select_backend(
@@ -97,12 +102,16 @@ def select_backend(
     model_file: Path,
     onnx_cache_dir: Path,
     threads: int,
+    sha256: str | None = None,
 ) -> InferenceBackend:
-    """INFERENCE_BACKEND: `tensorflow`; `onnx` if it verifies; `auto`: the fastest that does."""
+    """INFERENCE_BACKEND: `tensorflow`; `onnx` if it verifies; `auto`: the fastest that does.
+    `sha256` is the file's hash if already known (the conversion cache is keyed by it)."""
     reference = TensorFlowBackend(keras_model)
     if choice == "tensorflow":
         return reference
-    candidate = verified_onnx_backend(reference, keras_model, model_file, onnx_cache_dir, threads)
+    candidate = verified_onnx_backend(
+        reference, keras_model, model_file, onnx_cache_dir, threads, sha256
+    )
     if candidate is None:
         return reference
     if choice == "onnx":
@@ -116,12 +125,13 @@ def verified_onnx_backend(
     model_file: Path,
     onnx_cache_dir: Path,
     threads: int,
+    sha256: str | None = None,
 ) -> InferenceBackend | None:
     """The ONNX Runtime backend if it converts, loads and matches the reference; else None."""
     from .onnx_conversion import cached_onnx_file
 
     try:
-        onnx_file, from_cache = cached_onnx_file(keras_model, model_file, onnx_cache_dir)
+        onnx_file, from_cache = cached_onnx_file(keras_model, model_file, onnx_cache_dir, sha256)
         candidate = OnnxRuntimeBackend(onnx_file, threads)
         difference = max_score_difference(candidate, reference, parity_batches())
     except Exception as error:  # conversion or runtime failure: TensorFlow still serves

@@ -30,8 +30,10 @@ INPUT_NAME = "images"
 CONVERTER = f"keras{version('keras')}-tf2onnx{version('tf2onnx')}"
 
 
-def cache_path(cache_dir: Path, model_file: Path) -> Path:
-    return cache_dir / f"{file_sha256(model_file)}.{CONVERTER}.onnx"
+def cache_path(cache_dir: Path, model_file: Path, sha256: str | None = None) -> Path:
+    """The cache slot for this file's conversion; the server passes the hash `describe_model`
+    took at start (`ModelFile.sha256`) so the file is read once, tools may leave it out."""
+    return cache_dir / f"{sha256 or file_sha256(model_file)}.{CONVERTER}.onnx"
 
 
 def export_onnx(keras_model, destination: Path) -> None:
@@ -51,10 +53,12 @@ def export_onnx(keras_model, destination: Path) -> None:
         Path(partial).unlink(missing_ok=True)
 
 
-def cached_onnx_file(keras_model, model_file: Path, cache_dir: Path) -> tuple[Path, bool]:
+def cached_onnx_file(
+    keras_model, model_file: Path, cache_dir: Path, sha256: str | None = None
+) -> tuple[Path, bool]:
     """The converted model for this exact .keras file, and whether it came from the cache."""
     try:
-        target = cache_path(cache_dir, model_file)
+        target = cache_path(cache_dir, model_file, sha256)
         if target.is_file():
             logger.info("ONNX model from cache: %s", target)
             return target, True
