@@ -213,13 +213,9 @@ async def test_fetch_sends_the_configured_user_agent_and_no_gzip(http, server, i
 
 @pytest.fixture(scope="module")
 def strict_server(image_server: ImageServer) -> Iterator[ServerProcess]:
-    """Loopback refused; private, link-local and loopback hosts on the allow-list on purpose,
-    so only the address checks stand between them and a connection. Also small body limits."""
-    hosts = (
-        "localhost,127.0.0.1,::1,169.254.169.254,10.0.0.7,192.168.1.1,0.0.0.0,224.0.0.1,"
-        "::ffff:127.0.0.1,::ffff:169.254.169.254,fd00::1,fe80::1,64:ff9b::a9fe:a9fe,"
-        "2002:a00:7::1"
-    )
+    """Loopback refused; loopback and link-local hosts on the allow-list on purpose, so only
+    the address checks stand between them and a connection. Also small body limits."""
+    hosts = "localhost,127.0.0.1,169.254.169.254"
     with ServerProcess(
         fetch_allowed_schemes="http",
         fetch_allowed_hosts=hosts,
@@ -241,21 +237,13 @@ async def test_refused_addresses_are_never_connected_to(http, strict_server, ima
 
     image_server.add_route("strict/probe.png", count)
     port = image_server.port
+    # Every address class, IPv6 and IPv4-in-IPv6 spellings, and DNS answers mixing classes are
+    # tested in process (tests/test_fetch_policy.py); here: a name the real resolver maps to
+    # loopback, a loopback literal and the metadata address, through the real server.
     urls = {
         f"http://localhost:{port}/strict/probe.png": "resolves only to refused",
         f"http://127.0.0.1:{port}/strict/probe.png": "loopback",
-        f"http://[::1]:{port}/strict/probe.png": "loopback",
-        f"http://[::ffff:127.0.0.1]:{port}/strict/probe.png": "loopback",
         "http://169.254.169.254/latest/meta-data/": "link-local",
-        "http://[::ffff:169.254.169.254]/latest/meta-data/": "link-local",
-        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/": "link-local",
-        f"http://10.0.0.7:{port}/x.png": "private",
-        f"http://[2002:a00:7::1]:{port}/x.png": "private",
-        f"http://192.168.1.1:{port}/x.png": "private",
-        f"http://0.0.0.0:{port}/x.png": "unspecified",
-        f"http://224.0.0.1:{port}/x.png": "multicast",
-        f"http://[fd00::1]:{port}/x.png": "private",
-        f"http://[fe80::1]:{port}/x.png": "link-local",
     }
     body = {"instances": [instance(url, url=url) for url in urls]}
     body["instances"].append(instance("good.png", data=GOOD))

@@ -66,36 +66,17 @@ async def test_fifty_one_instances_are_rejected(http, server):
     assert "instances" in body["error"] and "50" in body["error"]
 
 
+# Every refusal parse_request makes, with its exact message, is tested in process in
+# tests/test_contract.py; these few show that a refusal reaches the client as a 400 naming it.
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        (b"not json", "request"),
-        ({"inputs": []}, "instances"),
-        ({"instances": []}, "instances"),
-        ({"instances": "x"}, "instances"),
+        (b"not json", "request"),  # KServe's own JSON parsing refuses it
+        ({"instances": "x"}, "instances"),  # KServe's v1 validation may answer first
         ([1, 2], "JSON object"),
-        ({"instances": [{"target": "logo", "image": "aGk="}]}, "instances[0].filename"),
-        (
-            {"instances": [{"filename": "", "target": "logo", "image": "aGk="}]},
-            "instances[0].filename",
-        ),
-        (
-            {"instances": [{"filename": 3, "target": "logo", "image": "aGk="}]},
-            "instances[0].filename",
-        ),
-        ({"instances": [{"filename": "a", "image": "aGk="}]}, "instances[0].target"),
         (
             {"instances": [{"filename": "a", "target": "cat", "image": "aGk="}]},
             "instances[0].target",
-        ),
-        ({"instances": [{"filename": "a", "target": "logo"}]}, "instances[0]"),
-        (
-            {
-                "instances": [
-                    {"filename": "a", "target": "logo", "image": "aGk=", "url": "https://x"}
-                ]
-            },
-            "exactly one",
         ),
         (
             {
@@ -105,11 +86,6 @@ async def test_fifty_one_instances_are_rejected(http, server):
                 ]
             },
             "instances[1].image",
-        ),
-        ({"instances": [{"filename": "a", "target": "logo", "url": 5}]}, "instances[0].url"),
-        (
-            {"instances": [{"filename": "a", "target": "logo", "image": "aGk="}], "debug": "yes"},
-            "debug",
         ),
     ],
 )
