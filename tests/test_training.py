@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from model_server.logo_detection.inference.model_file import file_sha256
 from training import data
-from training.metadata import sha256_of
 
 from .server_process import DEFAULT_MODEL, REPO_ROOT, ServerProcess, free_port
 from .tiny_dataset import add_source_copy, encode, make_tiny_dataset
@@ -91,7 +91,7 @@ def test_train_writes_model_and_json(trained):
     info = json.loads(trained.with_suffix(".json").read_text())
     assert info["class_names"] == ["out_of_domain", "logo"]
     assert info["input_size"] == [224, 224]
-    assert info["sha256"] == sha256_of(trained)
+    assert info["sha256"] == file_sha256(trained)
     assert info["data"]["counts"]["train"]
     assert "keras" in info["versions"] and "tensorflow" in str(info["versions"])
     assert 0.0 <= info["metrics"]["val"]["accuracy"] <= 1.0
@@ -144,11 +144,11 @@ def test_trained_model_serves_predictions(trained):
 
 def test_default_model_matches_its_json():
     info = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
-    assert info["sha256"] == sha256_of(DEFAULT_MODEL)
+    assert info["sha256"] == file_sha256(DEFAULT_MODEL)
     assert info["class_names"] == ["out_of_domain", "logo"]
-    from training.evaluate import load
+    from model_server.logo_detection.tf.keras_model import read_keras_file
 
-    model = load(DEFAULT_MODEL)
+    model = read_keras_file(DEFAULT_MODEL)
     assert model.output_shape == (None, 2)
 
 

@@ -8,9 +8,6 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 DEFAULT_STAGES = "3x96:0.9,4x128:0.8,1x224:0.75"
 
 

@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from model_server.logo_detection.decoding import image_to_model_input
-from training.evaluate import load, score_model
+from model_server.logo_detection.tf.keras_model import read_keras_file
+from training.evaluate import score_model
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".svg"}
 
@@ -44,7 +45,9 @@ def classify(
             rows.append((f, None, ""))
         except Exception as exc:  # show unreadable files in the table instead of stopping
             rows.append((f, None, f"error: {exc}"))
-    scores = iter(score_model(load(model_path), np.stack(inputs), batch_size) if inputs else [])
+    scores = iter(
+        score_model(read_keras_file(model_path), np.stack(inputs), batch_size) if inputs else []
+    )
     rows = [(f, float(next(scores)), "") if not note else (f, None, note) for f, _, note in rows]
     width = max([len(str(f)) for f, _, _ in rows] + [4])
     print(f"{'file':<{width}}  logo score  class")

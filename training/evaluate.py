@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn import metrics as skm
 
+from model_server.logo_detection.tf.keras_model import read_keras_file
 from training import data
 from training.metadata import summary
 from training.paths import repo_relative
@@ -33,12 +34,6 @@ def score_model(model: keras.Model, images: np.ndarray, batch_size: int = 32) ->
         for i in progress(starts, len(starts), "scoring", unit="batch")
     ]
     return np.concatenate(scores) if scores else np.zeros(0)
-
-
-def load(model_path: Path) -> keras.Model:
-    import keras_cv  # noqa: F401  (registers the KerasCV classes the file refers to)
-
-    return keras.saving.load_model(model_path, compile=False)
 
 
 def operating_point(labels: np.ndarray, scores: np.ndarray, target_precision: float) -> float:
@@ -124,7 +119,7 @@ def evaluate(
     """Score every image of ``split`` (of ``sources`` only, if given: ``class/source`` names);
     write ``evaluation.json`` and the plots to ``out``."""
     images, labels, examples = data.load_subset(data_dir, split, cache_dir, only=sources)
-    scores = score_model(load(model_path), images, batch_size)
+    scores = score_model(read_keras_file(model_path), images, batch_size)
     threshold = (
         operating_point(labels, scores, target_precision) if len(np.unique(labels)) == 2 else 0.5
     )

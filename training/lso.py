@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 from sklearn import metrics as skm
 
+from model_server.logo_detection.tf.keras_model import read_keras_file
 from training import data
-from training.evaluate import load, per_source, score_model, worst
+from training.evaluate import per_source, score_model, worst
 from training.metadata import summary
 from training.paths import repo_relative
 from training.train import MODEL_FILE, train
@@ -78,7 +79,7 @@ def leave_sources_out(
         batch_size=batch_size,
         **train_kwargs,
     )
-    model = load(out / MODEL_FILE)
+    model = read_keras_file(out / MODEL_FILE)
     x_h, y_h, ex_h = data.load_subset(data_dir, "all", cache_dir, only=set(holdout))
     x_t, y_t, ex_t = data.load_subset(data_dir, "test", cache_dir, exclude=left_out)
     s_h = score_model(model, x_h, batch_size)

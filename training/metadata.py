@@ -3,18 +3,17 @@ reviewer needs (data, metrics, library versions, and the sha256 tying the JSON t
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import platform
 from datetime import UTC, datetime
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 import keras
 import numpy as np
 from sklearn import metrics as skm
 
+from model_server.logo_detection.inference.model_file import file_sha256
+from model_server.logo_detection.tf import library_versions
 from model_server.logo_detection.tf.architecture import INPUT_SIZE
 from training import data
 from training.paths import repo_relative
@@ -22,20 +21,8 @@ from training.paths import repo_relative
 LIBRARIES = ("tensorflow", "tensorflow-cpu", "keras", "keras-cv", "numpy", "pillow", "resvg-py")
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        with contextlib.suppress(importlib_metadata.PackageNotFoundError):
-            out[name] = importlib_metadata.version(name)
-    return out
+    return {"python": platform.python_version(), **library_versions(LIBRARIES)}
 
 
 def summary(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict:
@@ -81,7 +68,7 @@ def save_model(model: keras.Model, path: Path, info: dict) -> Path:
     """Write the .keras file, then the JSON beside it with the file's sha256."""
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
-    info = {**info, "model_file": path.name, "sha256": sha256_of(path)}
+    info = {**info, "model_file": path.name, "sha256": file_sha256(path)}
     sidecar = path.with_suffix(".json")
     sidecar.write_text(json.dumps(info, indent=2) + "\n")
     return sidecar

@@ -6,10 +6,6 @@ which does not work offline. Shared by the training tools and the placeholder de
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
 import keras
 import keras_cv
 

@@ -16,12 +16,12 @@ import logging
 import os
 import sys
 import tempfile
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from ..decoding import INPUT_SIZE
 from ..inference.model_file import ModelFileError, file_sha256
 from ..inference.onnx_backend import OnnxRuntimeBackend
+from . import library_versions
 from .keras_model import LoadedModel, TensorFlowBackend, load_model
 from .onnx_conversion import export_onnx
 from .parity import PARITY_TOLERANCE, max_score_difference, parity_batches
@@ -33,16 +33,6 @@ VERSIONED = ("tensorflow", "tensorflow-cpu", "keras", "keras-cv", "tf2onnx", "on
 
 class ExportRefused(RuntimeError):
     """The converted model does not score like the original."""
-
-
-def library_versions() -> dict[str, str]:
-    versions = {}
-    for name in VERSIONED:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return versions
 
 
 def sidecar(loaded: LoadedModel, onnx_file: Path, difference: float, tolerance: float) -> dict:
@@ -58,7 +48,7 @@ def sidecar(loaded: LoadedModel, onnx_file: Path, difference: float, tolerance: 
             "metadata": loaded.metadata,
         },
         "export": {
-            "versions": library_versions(),
+            "versions": library_versions(VERSIONED),
             "parity": {
                 "reference": "tensorflow",
                 "images": images,

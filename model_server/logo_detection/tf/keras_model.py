@@ -5,25 +5,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
-
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import tensorflow as tf
 
-from ..decoding import INPUT_SIZE
 from ..inference.backend import BackendChoice, InferenceBackend
 from ..inference.model_file import ModelFile, ModelFileError, describe_model
 from ..inference.onnx_backend import OnnxRuntimeBackend
+from .onnx_conversion import INPUT_SPEC, cached_onnx_file
 from .parity import PARITY_TOLERANCE, fastest, max_score_difference, parity_batches
 
 logger = logging.getLogger(__name__)
-
-INPUT_SPEC = tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 3], tf.float32)
 
 
 @dataclass(frozen=True)
@@ -41,13 +35,18 @@ def configure_threads(cpu_count: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(min(2, cpu_count))
 
 
-def load_keras_model(model: ModelFile):
-    """The Keras model in the file, refused unless it outputs one score per class."""
+def read_keras_file(path: Path):
+    """The keras.Model saved in a `.keras` file, uncompiled (serving and training load alike)."""
     import keras
     import keras_cv  # noqa: F401  (registers KerasCV classes for deserialization)
 
+    return keras.saving.load_model(path, compile=False)
+
+
+def load_keras_model(model: ModelFile):
+    """The Keras model in the file, refused unless it outputs one score per class."""
     try:
-        keras_model = keras.saving.load_model(model.path, compile=False)
+        keras_model = read_keras_file(model.path)
     except Exception as error:
         raise ModelFileError(f"cannot load model {model.path}: {error}") from error
     output_shape = tuple(keras_model.output_shape)
@@ -128,8 +127,6 @@ def verified_onnx_backend(
     sha256: str | None = None,
 ) -> InferenceBackend | None:
     """The ONNX Runtime backend if it converts, loads and matches the reference; else None."""
-    from .onnx_conversion import cached_onnx_file
-
     try:
         onnx_file, from_cache = cached_onnx_file(keras_model, model_file, onnx_cache_dir, sha256)
         candidate = OnnxRuntimeBackend(onnx_file, threads)

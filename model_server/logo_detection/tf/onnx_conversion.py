@@ -26,6 +26,9 @@ from ..inference.model_file import file_sha256
 logger = logging.getLogger(__name__)
 
 INPUT_NAME = "images"
+# The model's input, (N, 224, 224, 3) float32 pixels: the ONNX graph's input (named) and the
+# signature the TensorFlow reference backend traces.
+INPUT_SPEC = tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 3], tf.float32, name=INPUT_NAME)
 # Part of the cache key: a different converter may produce a different graph.
 CONVERTER = f"keras{version('keras')}-tf2onnx{version('tf2onnx')}"
 
@@ -39,14 +42,13 @@ def cache_path(cache_dir: Path, model_file: Path, sha256: str | None = None) -> 
 def export_onnx(keras_model, destination: Path) -> None:
     """Keras' ONNX export with a dynamic batch; written atomically so readers never see half."""
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
-    spec = tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 3], tf.float32, name=INPUT_NAME)
     destination.parent.mkdir(parents=True, exist_ok=True)
     fd, partial = tempfile.mkstemp(dir=destination.parent, suffix=".onnx.part")
     os.close(fd)
     try:
         with warnings.catch_warnings():  # tf2onnx's own NumPy deprecation notices
             warnings.simplefilter("ignore", FutureWarning)
-            keras_model.export(partial, format="onnx", input_signature=[spec], verbose=False)
+            keras_model.export(partial, format="onnx", input_signature=[INPUT_SPEC], verbose=False)
         os.chmod(partial, 0o644)  # mkstemp's 0600 would hide it from a non-root server
         os.replace(partial, destination)
     finally:
