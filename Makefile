@@ -83,8 +83,7 @@ prepare-data: $(INSTALLED) ## Render ../shared/data into the Commons-like traini
 	$(PY) -m training prepare --source-dir ../shared/data --out $(TRAINING_DATA)
 
 train: $(INSTALLED) ## Train the classifier (TRAINING_DATA -> TRAIN_OUT; ~70 min on 2 CPUs; resumable)
-	$(PY) -m training train --data-dir $(TRAINING_DATA) --out $(TRAIN_OUT) $(RECIPE) \
-		--stages 3x96:0.9,4x128:0.8,1x224:0.8 --steps-per-epoch 200 --validation-steps 25
+	$(PY) -m training train --data-dir $(TRAINING_DATA) --out $(TRAIN_OUT) $(RECIPE)
 
 LSO_OUT ?= build/lso-run
 LSO_HOLDOUT ?= out_of_domain/kodak24,out_of_domain/tuxpaint-stamps,out_of_domain/svg-maps,out_of_domain/desktop-wallpapers,logo/football-icons
