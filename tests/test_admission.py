@@ -255,7 +255,7 @@ async def test_cancelling_a_waiting_request_takes_nothing_and_skips_no_one():
 async def test_a_burst_never_exceeds_or_leaks_the_budget():
     """Many requests of every size, some failing, some cancelled inside or while waiting: at
     every admission the images inside fit the budget, and at the end nothing is held.
-    (A cancellation landing in the release itself: the xfail test below.)"""
+    (A cancellation landing in the release itself: the test below.)"""
     capacity = 7
     admission = ImageAdmission(capacity)
     rng = random.Random(20260611)
@@ -298,13 +298,6 @@ async def test_a_burst_never_exceeds_or_leaks_the_budget():
         assert admission.in_flight == capacity
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: admit() gives slots back under the condition's lock (`async with changed` in "
-    "its finally); a request cancelled while that lock is busy (a waiting request being "
-    "admitted) never runs `in_flight -= count`, and its slots are lost for good",
-)
 async def test_a_request_cancelled_while_giving_its_slots_back_still_gives_them_back():
     """Two requests leave while a third waits; the second is cancelled as it leaves. Every
     interleaving of a few loop turns is tried; after all three are gone nothing may be held."""

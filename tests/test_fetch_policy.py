@@ -215,12 +215,6 @@ def test_unparseable_urls_are_refused_not_crashed_on(url):
     assert refused_url(url).startswith("invalid URL: ")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: check_url reads an explicit port 0 as the scheme's default port "
-    "(explicit_port or default), so ':0' passes a 443-only allow-list while aiohttp "
-    "connects to port 0",
-)
 def test_an_explicit_port_zero_is_judged_as_port_zero():
     assert refused_url("https://upload.wikimedia.org:0/x.png") == "port 0 is not allowed"
 

@@ -17,6 +17,7 @@ class ImageAdmission:
         self.max_wait_s = max_wait_s
         self.in_flight = 0
         self._changed: asyncio.Condition | None = None
+        self._notifying: set[asyncio.Task] = set()  # kept, so a pending wake-up isn't collected
 
     @contextlib.asynccontextmanager
     async def admit(self, count: int) -> AsyncIterator[None]:
@@ -38,9 +39,20 @@ class ImageAdmission:
         try:
             yield
         finally:
-            async with changed:
-                self.in_flight -= count
-                changed.notify_all()
+            # Given back before any await: a cancellation landing while the lock is contended
+            # must not keep the slots forever. Waiters are then woken under the lock.
+            self.in_flight -= count
+            self._background_notify(changed)
+
+    def _background_notify(self, changed: asyncio.Condition) -> None:
+        task = asyncio.get_running_loop().create_task(self._notify(changed))
+        self._notifying.add(task)
+        task.add_done_callback(self._notifying.discard)
+
+    @staticmethod
+    async def _notify(changed: asyncio.Condition) -> None:
+        async with changed:
+            changed.notify_all()
 
     def _condition(self) -> asyncio.Condition:
         if self._changed is None:

@@ -241,7 +241,9 @@ def check_url(url: str, settings: Settings) -> URL:
         parsed = URL(url)
         scheme = (parsed.scheme or "").lower()
         host = (parsed.host or "").lower().rstrip(".")
-        port = parsed.explicit_port or _DEFAULT_PORTS.get(scheme)
+        port = (
+            parsed.explicit_port if parsed.explicit_port is not None else _DEFAULT_PORTS.get(scheme)
+        )
     except (ValueError, TypeError) as error:
         raise ImageError(ErrorType.URL_NOT_ALLOWED, f"invalid URL: {error}") from None
     if scheme not in settings.fetch_allowed_schemes:
