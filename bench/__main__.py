@@ -24,10 +24,10 @@ import aiohttp
 
 from model_server.logo_detection.cpu_quota import effective_cpu_count
 from model_server.logo_detection.settings import Settings
-from tests.image_server import ImageServer
-from tests.server_process import ServerProcess
 
 from . import images, interference, report
+from .harness.image_server import ImageServer
+from .harness.server_process import ServerProcess
 from .load import LoadResult, predict_body, run_load
 from .memory import RssMonitor
 

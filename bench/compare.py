@@ -25,9 +25,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.server_process import REPO_ROOT, ServerProcess
-
 from . import images
+from .harness.server_process import REPO_ROOT, ServerProcess
 from .load import predict_body, run_load
 
 # (name, images per request, concurrency, requests per round)

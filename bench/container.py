@@ -20,10 +20,9 @@ from pathlib import Path
 import aiohttp
 from PIL import Image
 
-from tests.container import Container, docker
-from tests.image_server import ImageServer
-
 from . import images
+from .harness.container import Container, docker
+from .harness.image_server import ImageServer
 
 MIB = 1024 * 1024
 

@@ -15,9 +15,15 @@ import pytest
 from _pytest.mark.expression import Expression
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from . import server_process
-from .image_server import ImageServer
-from .server_process import REPO_ROOT, TEST_BUILD_DIR, ServerProcess, ensure_dir, export_command
+from bench.harness import server_process
+from bench.harness.image_server import ImageServer
+from bench.harness.server_process import (
+    REPO_ROOT,
+    TEST_BUILD_DIR,
+    ServerProcess,
+    ensure_dir,
+    export_command,
+)
 
 # Hermetic: what the tests, and every process they start, write to a home directory or a cache
 # (ONNX conversions, pip, ONNX Runtime's and matplotlib's files) lands under build/tests.

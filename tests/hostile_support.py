@@ -12,7 +12,7 @@ import aiohttp
 import psutil
 from PIL import Image
 
-from .server_process import ServerProcess
+from bench.harness.server_process import ServerProcess
 
 MIB = 1024 * 1024
 

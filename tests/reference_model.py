@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import functools
 
+from bench.harness.server_process import DEFAULT_MODEL
 from model_server.logo_detection.tf.keras_model import LoadedModel, load_model
-
-from .server_process import DEFAULT_MODEL
 
 
 @functools.cache

@@ -9,6 +9,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from bench.harness.server_process import ServerProcess
 from model_server.logo_detection.decoding import image_to_model_input
 from model_server.logo_detection.inference.onnx_backend import OnnxRuntimeBackend
 from model_server.logo_detection.tf.keras_model import TensorFlowBackend, select_backend
@@ -21,7 +22,6 @@ from model_server.logo_detection.tf.parity import (
 
 from .conftest import instance, post_predict
 from .reference_model import reference_model
-from .server_process import ServerProcess
 
 pytestmark = pytest.mark.slow  # TensorFlow, exports, conversions
 

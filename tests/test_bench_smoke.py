@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from .server_process import REPO_ROOT
+from bench.harness.server_process import REPO_ROOT
 
 pytestmark = pytest.mark.slow  # the whole benchmark harness, minutes of load
 

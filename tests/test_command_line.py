@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.harness.server_process import DEFAULT_MODEL, ServerProcess, free_port, run_to_exit
+
 from .conftest import instance, post_predict
 from .hostile_support import png
-from .server_process import DEFAULT_MODEL, ServerProcess, free_port, run_to_exit
 
 
 def listening(port: int) -> bool:

@@ -27,10 +27,11 @@ import pytest
 import yaml
 from kubernetes.utils import parse_quantity
 
+from bench.harness.container import Container, docker
+from bench.harness.server_process import REPO_ROOT, ServerProcess
+
 from .conftest import instance, loopback_fetch_settings
-from .container import Container, docker
 from .hostile_support import billion_laughs_svg, png, png_bomb
-from .server_process import REPO_ROOT, ServerProcess
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]  # a cold build takes minutes
 

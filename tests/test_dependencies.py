@@ -19,7 +19,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from .server_process import REPO_ROOT
+from bench.harness.server_process import REPO_ROOT
 
 PROJECT = "logo-detection"
 SOURCE_DIRS = ("model_server", "training", "bench", "tests")

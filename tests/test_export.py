@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.harness.server_process import DEFAULT_MODEL, ServerProcess, run_to_exit
 from model_server.logo_detection.inference.model_file import (
     ModelFileError,
     describe_model,
@@ -17,7 +18,6 @@ from model_server.logo_detection.inference.model_file import (
 )
 
 from .conftest import SAMPLE_NAMES, instance, post_predict, run_export
-from .server_process import DEFAULT_MODEL, ServerProcess, run_to_exit
 
 BLOCKED_MODULES = ("tensorflow", "keras", "keras_cv", "tf2onnx", "tf_keras")
 

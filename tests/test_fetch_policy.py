@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from bench.harness.image_server import ImageServer
 from model_server.logo_detection import fetch
 from model_server.logo_detection.errors import ErrorType, ImageError
 from model_server.logo_detection.fetch import (
@@ -27,8 +28,6 @@ from model_server.logo_detection.fetch import (
     check_url,
 )
 from model_server.logo_detection.settings import Settings
-
-from .image_server import ImageServer
 
 
 def ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:

@@ -12,14 +12,14 @@ from collections.abc import Iterator
 import pytest
 from aiohttp import web
 
+from bench.harness.image_server import ImageServer
+from bench.harness.server_process import ServerProcess
 from model_server.logo_detection.errors import ImageError
 from model_server.logo_detection.fetch import ImageFetcher
 from model_server.logo_detection.settings import Settings
 
 from .conftest import instance, post_predict
 from .hostile_support import MIB, PeakRss, assert_healthy, png, svg
-from .image_server import ImageServer
-from .server_process import ServerProcess
 
 pytestmark = pytest.mark.asyncio
 

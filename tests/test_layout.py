@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .server_process import REPO_ROOT
+from bench.harness.server_process import REPO_ROOT
 
 PACKAGE_ROOT = REPO_ROOT / "model_server"
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from .server_process import REPO_ROOT
+from bench.harness.server_process import REPO_ROOT
 
 
 @pytest.mark.parametrize("command", [["check", "."], ["format", "--check", "."]])

@@ -17,12 +17,12 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.harness.image_server import ImageServer
+from bench.harness.server_process import REPO_ROOT, ServerProcess
 from model_server.logo_detection.errors import ErrorType
 
 from .conftest import instance, loopback_fetch_settings
 from .hostile_support import png
-from .image_server import ImageServer
-from .server_process import REPO_ROOT, ServerProcess
 
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "logo-detection.json"
 MAX_REQUEST_BYTES = 64 * 1024

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.harness.server_process import REPO_ROOT, TEST_BUILD_DIR, ServerProcess
 from model_server.logo_detection.tf.keras_model import TensorFlowBackend, load_model
 
 from .conftest import instance, post_predict
-from .server_process import REPO_ROOT, TEST_BUILD_DIR, ServerProcess
 
 pytestmark = pytest.mark.slow  # TensorFlow, exports, conversions
 

@@ -26,9 +26,8 @@ import kubernetes.client
 import pytest
 import yaml
 
+from bench.harness.server_process import REPO_ROOT, free_port, poll_ready
 from model_server.logo_detection.settings import Settings
-
-from .server_process import REPO_ROOT, free_port, poll_ready
 
 ENTRYPOINT = ["python3", "-m", "model_server.logo_detection"]
 MANIFEST = REPO_ROOT / "deploy" / "kserve" / "inferenceservice.yaml"

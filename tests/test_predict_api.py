@@ -8,6 +8,8 @@ import math
 
 import pytest
 
+from bench.harness.server_process import ServerProcess
+
 from .conftest import (
     SAMPLE_NAMES,
     assert_health_answers,
@@ -16,7 +18,6 @@ from .conftest import (
     post_predict,
 )
 from .image_corpus import flat_png
-from .server_process import ServerProcess
 
 pytestmark = pytest.mark.asyncio
 

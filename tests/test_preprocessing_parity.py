@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bench.harness.server_process import DEFAULT_MODEL, REPO_ROOT
 from model_server.logo_detection.decoding import image_to_model_input, image_to_rgb
 from model_server.logo_detection.decoding.resize import resize_bilinear
 from model_server.logo_detection.errors import ImageError
@@ -27,7 +28,6 @@ from .image_corpus import (
     pillow_only_corpus,
     reference_corpus,
 )
-from .server_process import DEFAULT_MODEL, REPO_ROOT
 
 pytestmark = pytest.mark.slow  # TensorFlow, exports, conversions
 

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.harness.server_process import REPO_ROOT, ServerProcess, free_port
 from model_server.logo_detection.settings import Settings
 
 from .conftest import SAMPLES_DIR
-from .server_process import REPO_ROOT, ServerProcess, free_port
 
 README = REPO_ROOT / "README.md"
 # the Markdown files whose bash blocks are run or skipped with a reason

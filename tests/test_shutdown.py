@@ -15,8 +15,9 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
+from bench.harness.server_process import ServerProcess
+
 from .conftest import loopback_fetch_settings
-from .server_process import ServerProcess
 
 pytestmark = pytest.mark.asyncio
 

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.harness.server_process import DEFAULT_MODEL, REPO_ROOT, ServerProcess, free_port
 from model_server.logo_detection.inference.model_file import file_sha256
 from training import data
 
-from .server_process import DEFAULT_MODEL, REPO_ROOT, ServerProcess, free_port
 from .tiny_dataset import add_source_copy, encode, make_tiny_dataset
 
 pytestmark = pytest.mark.training

@@ -15,12 +15,12 @@ import pytest
 import shapefile
 from PIL import Image
 
+from bench.harness.server_process import REPO_ROOT
 from model_server.logo_detection.decoding import image_to_model_input
 from training import data, emblems, lso, maps, pipeline, prepare
 from training.metadata import describe
 from training.paths import repo_relative
 
-from .server_process import REPO_ROOT
 from .tiny_dataset import SVG_LOGO, add_source_copy, make_tiny_dataset
 
 pytestmark = pytest.mark.training

@@ -8,7 +8,6 @@ a server or test writes (conversion caches, exports) stays under `build/tests`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -22,19 +21,13 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from model_server.logo_detection.inference.model_file import file_sha256
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO_ROOT / "models" / "logo_detection.keras"
 TEST_BUILD_DIR = REPO_ROOT / "build" / "tests"
 EXPORTED_DEFAULT_DIR = TEST_BUILD_DIR / "default-model"
 ONNX_CACHE_DIR = TEST_BUILD_DIR / "onnx-cache"  # the .keras path's conversion cache
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_command(model: Path, out_dir: Path, *args: str) -> list[str]:
