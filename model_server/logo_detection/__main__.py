@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import kserve
     from kserve.model_server import app
+    from PIL import Image
 
     from . import http_limits, metrics
     from .backend_loader import load_backend
@@ -55,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     from .inference.model_file import ModelFileError, describe_model
     from .model import LogoDetectionModel
 
+    # Decoding refuses an image over MAX_IMAGE_PIXELS from its header, before any pixel is
+    # decoded, in every format. Pillow's process-wide guard (a fixed ~89 MP, an error past twice
+    # that, some formats checked only at load) would refuse, differently, images that budget
+    # admits; the server owns its process and turns it off once, here, so its budget alone
+    # decides, as before. Importing decoding leaves Pillow's guard to the importer (training).
+    Image.MAX_IMAGE_PIXELS = None
     try:
         loaded = describe_model(settings.model_path, settings.class_names)
         backend = load_backend(

@@ -32,8 +32,11 @@ from .svg import SvgLimits, rasterize_svg
 
 INPUT_SIZE = 224  # the model takes (N, 224, 224, 3) float32 pixels in 0..255
 
-# Our own pixel limit applies before Pillow's; disable Pillow's so it can't fire first.
-Image.MAX_IMAGE_PIXELS = None
+# Our pixel budget (DecodeLimits.max_pixels) is checked from the header, before any decoding.
+# Pillow's own guard, the process-wide Image.MAX_IMAGE_PIXELS, is the importer's to set, never
+# changed here: the server turns it off at start-up (__main__), so there our budget alone
+# decides, as it always has; other importers (training, tools) keep it. Its warning is ignored
+# (our budget decides), and an image past its error limit is refused as too_large.
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,8 @@ def _open_header(data: bytes) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as error:
+        raise _past_pillows_limit(error) from None
     except UnidentifiedImageError:
         raise ImageError(ErrorType.DECODE_FAILED, "the image header is corrupt") from None
     except Exception as error:  # Pillow raises many types for malformed headers
@@ -96,6 +101,10 @@ def _check_pixel_budget(width: int, height: int, frames: int, limits: DecodeLimi
             f"{width}x{height} pixels x {frames} frame(s) exceeds the limit of "
             f"{limits.max_pixels} pixels",
         )
+
+
+def _past_pillows_limit(error: Image.DecompressionBombError) -> ImageError:
+    return ImageError(ErrorType.TOO_LARGE, f"the image exceeds Pillow's pixel limit: {error}")
 
 
 def _pillow_rgb(image: Image.Image) -> np.ndarray:
@@ -114,6 +123,8 @@ def _pillow_rgb(image: Image.Image) -> np.ndarray:
             return np.asarray(image.convert("RGB"))
     except ImageError:
         raise
+    except Image.DecompressionBombError as error:  # a TIFF's tiles, checked by Pillow at load
+        raise _past_pillows_limit(error) from None
     except Exception as error:  # truncated or corrupt pixel data
         raise undecodable(error) from None
 
