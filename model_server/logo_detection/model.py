@@ -82,6 +82,9 @@ class LogoDetectionModel(Model):
         self.decode_limits = decode_limits(settings)
         self._decode_threads = decode_threads
         self._decode_pool = ThreadPoolExecutor(decode_threads, thread_name_prefix="decode")
+        # The event loop keeps only weak references to tasks: one nobody holds can be garbage
+        # collected before it finishes. Ours are held here until done.
+        self._background_tasks: set[asyncio.Task] = set()
         metrics.track_gauges(lambda: self.admission.in_flight, batcher.queued_images)
         metrics.record_model_info(settings.model_name, loaded, batcher.backend.name)
         self.ready = True
@@ -191,8 +194,16 @@ class LogoDetectionModel(Model):
         except RuntimeError:
             loop = None
         if loop is not None:
-            loop.create_task(self._close())
+            task = loop.create_task(self._close(), name="close-model")
+            self._background_tasks.add(task)
+            task.add_done_callback(self._background_task_done)
         self._decode_pool.shutdown(wait=False, cancel_futures=True)
+
+    def _background_task_done(self, task: asyncio.Task) -> None:
+        """Drop our reference; log the failure nobody awaits the task to see."""
+        self._background_tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            logger.error("Background task %s failed", task.get_name(), exc_info=error)
 
     async def _close(self) -> None:
         await self.fetcher.close()
