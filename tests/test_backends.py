@@ -81,7 +81,8 @@ async def test_server_refuses_a_differing_onnx_model_and_serves_with_tensorflow(
     _, [(onnx_file, _, _), _] = onnx_cache
     slot = cache_path(tmp_path, reference_model().path)
     tampered_copy(onnx_file, slot)
-    with ServerProcess(onnx_cache_dir=tmp_path, inference_backend="onnx") as server:
+    keras_file = reference_model().path
+    with ServerProcess(keras_file, onnx_cache_dir=tmp_path, inference_backend="onnx") as server:
         body = {"instances": [instance("logo.png", data=samples["Cambia_logo.png"])]}
         status, answer = await post_predict(http, server, body)
         log = server.log()

@@ -19,14 +19,14 @@ from model_server.logo_detection.inference.model_file import (
 
 from .conftest import SAMPLE_NAMES, instance, post_predict, run_export
 
+pytestmark = pytest.mark.slow  # TensorFlow, exports, conversions
+
 BLOCKED_MODULES = ("tensorflow", "keras", "keras_cv", "tf2onnx", "tf_keras")
 
 # Installed as `sitecustomize` in the server process: any import of a blocked module fails, and
 # is written down with the stack that asked for it.
 IMPORT_BLOCKER = """
 import sys, traceback
-
-pytestmark = pytest.mark.slow  # TensorFlow, exports, conversions
 BLOCKED = {blocked!r}
 ATTEMPTS = {attempts!r}
 
@@ -80,7 +80,7 @@ def test_the_export_refuses_a_model_that_does_not_score_like_tensorflow(tmp_path
 
 
 async def test_the_exported_model_serves_without_tensorflow_with_the_same_scores(
-    exported_default_model, tmp_path, http, server, samples
+    exported_default_model, tmp_path, http, samples
 ):
     blocked, attempts = without_tensorflow(tmp_path)
     body = {"instances": [instance(name, data=samples[name]) for name in SAMPLE_NAMES]}
@@ -90,7 +90,8 @@ async def test_the_exported_model_serves_without_tensorflow_with_the_same_scores
     assert status == 200, answer
     assert "backend onnx" in log and "logo_detection.onnx" in log
     assert not attempts.exists(), attempts.read_text()  # nothing even tried to import them
-    status, reference = await post_predict(http, server, body)  # the .keras, in the full install
+    with ServerProcess(DEFAULT_MODEL) as full:  # the .keras, in the full install
+        status, reference = await post_predict(http, full, body)
     assert status == 200, reference
     for served, expected in zip(answer["predictions"], reference["predictions"], strict=True):
         assert served["filename"] == expected["filename"]

@@ -23,14 +23,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import ErrorType, ImageError, undecodable
+from ..inference.model_file import INPUT_SIZE  # the model's side of the contract
 from .bmp import decode_bmp, read_bmp_header
 from .gif import decode_gif, read_gif_layout
 from .jpeg import check_scan_count, decode_jpeg, read_jpeg_layout
 from .resize import resize_bilinear
 from .sniff import ImageFormat, sniff_format
 from .svg import SvgLimits, rasterize_svg
-
-INPUT_SIZE = 224  # the model takes (N, 224, 224, 3) float32 pixels in 0..255
 
 # Our pixel budget (DecodeLimits.max_pixels) is checked from the header, before any decoding.
 # Pillow's own guard, the process-wide Image.MAX_IMAGE_PIXELS, is the importer's to set, never

@@ -15,6 +15,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
+INPUT_SIZE = 224  # the model takes (N, 224, 224, 3) float32 pixels in 0..255
 DEFAULT_CLASS_NAMES = ("out_of_domain", "logo")  # the production model's output order
 REQUIRED_CLASSES = ("logo", "out_of_domain")
 MODEL_SUFFIXES = (".onnx", ".keras")  # in order of preference when a directory holds both

@@ -9,8 +9,10 @@ from __future__ import annotations
 import keras
 import keras_cv
 
-from ..decoding import INPUT_SIZE
-from ..inference.model_file import DEFAULT_CLASS_NAMES
+from ..inference.model_file import (
+    DEFAULT_CLASS_NAMES,
+    INPUT_SIZE,
+)  # no decoding: old stacks load this
 
 __all__ = ["DEFAULT_CLASS_NAMES", "INPUT_SIZE", "build_backbone", "build_classifier"]
 
