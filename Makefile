@@ -50,8 +50,12 @@ lock: ## Re-resolve pyproject.toml into the hashed locks (requirements*.txt; LOC
 run: $(INSTALLED) ## Serve the default model on http://localhost:8080 (MODEL_PATH overrides)
 	$(PY) -m model_server.logo_detection
 
+# Two workers, a test file each at a time: the container build and the installs wait on the
+# network and disk while the other worker runs the CPU-bound tests.
+TEST_WORKERS ?= 2
+
 test: $(INSTALLED) ## Run the whole test suite (what CI runs)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(INSTALLED) ## The inner loop: in-process and ONNX-server tests, no Docker, training or TensorFlow
 	$(PY) -m pytest -m "not slow and not container and not training"

@@ -8,6 +8,7 @@ a server or test writes (conversion caches, exports) stays under `build/tests`.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -38,24 +39,28 @@ def export_command(model: Path, out_dir: Path, *args: str) -> list[str]:
 
 def exported_default_model() -> Path:
     """The directory holding the default model's `.onnx` + `.json`, exported by the real export
-    tool unless the one already there was exported from the current `.keras` file."""
+    tool unless the one already there was exported from the current `.keras` file. A file lock
+    makes parallel test workers export once between them."""
     metadata = EXPORTED_DEFAULT_DIR / "logo_detection.json"
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        if json.loads(metadata.read_text())["source"]["sha256"] == file_sha256(DEFAULT_MODEL):
-            return EXPORTED_DEFAULT_DIR
-    staging = Path(tempfile.mkdtemp(prefix="default-model-", dir=ensure_dir(TEST_BUILD_DIR)))
-    done = subprocess.run(
-        export_command(DEFAULT_MODEL, staging),
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if done.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise RuntimeError(f"exporting {DEFAULT_MODEL} failed:\n{done.stderr}")
-    shutil.rmtree(EXPORTED_DEFAULT_DIR, ignore_errors=True)
-    staging.rename(EXPORTED_DEFAULT_DIR)
+    with (ensure_dir(TEST_BUILD_DIR) / "default-model.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            exported_from = json.loads(metadata.read_text())["source"]["sha256"]
+            if exported_from == file_sha256(DEFAULT_MODEL):
+                return EXPORTED_DEFAULT_DIR
+        staging = Path(tempfile.mkdtemp(prefix="default-model-", dir=TEST_BUILD_DIR))
+        done = subprocess.run(
+            export_command(DEFAULT_MODEL, staging),
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if done.returncode != 0:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise RuntimeError(f"exporting {DEFAULT_MODEL} failed:\n{done.stderr}")
+        shutil.rmtree(EXPORTED_DEFAULT_DIR, ignore_errors=True)
+        staging.rename(EXPORTED_DEFAULT_DIR)
     return EXPORTED_DEFAULT_DIR
 
 
