@@ -59,6 +59,13 @@ async def all_inside(*requests: Request) -> None:
     )
 
 
+async def holding_everything(admission: ImageAdmission, log: list[str] | None = None) -> Request:
+    """A request admitted with the whole budget, so that every next one has to wait."""
+    holder = Request(admission, admission.capacity, "holder", log)
+    await all_inside(holder)
+    return holder
+
+
 async def refused_at_once(admission: ImageAdmission, count: int = 1) -> str:
     """What a request that may not wait (max_wait_s=0) is told."""
     with pytest.raises(ServiceOverloaded) as refused:
@@ -144,8 +151,7 @@ async def test_beyond_the_budget_a_request_waits_until_enough_is_released():
 async def test_waiting_requests_of_one_size_are_admitted_in_arrival_order():
     admission = ImageAdmission(1)
     log: list[str] = []
-    holder = Request(admission, 1, "holder", log)
-    await all_inside(holder)
+    holder = await holding_everything(admission, log)
     waiting = []
     for index in range(6):
         waiting.append(Request(admission, 1, f"w{index}", log))
@@ -163,8 +169,7 @@ async def test_waiting_requests_of_one_size_are_admitted_in_arrival_order():
 
 async def test_a_wait_past_the_limit_is_refused_and_takes_nothing():
     admission = ImageAdmission(1, max_wait_s=0.01)
-    holder = Request(admission, 1, "holder")
-    await all_inside(holder)
+    holder = await holding_everything(admission)
     with pytest.raises(ServiceOverloaded, match=r"busy \(1 images in flight\)"):
         async with admission.admit(1):
             pytest.fail("admitted beyond the budget")
@@ -217,8 +222,7 @@ async def test_cancelling_a_request_inside_releases_its_slots_to_the_waiting_one
     """A request whose task is cancelled while it holds its slots (a shutdown, a caller gone)."""
     admission = ImageAdmission(3)
     log: list[str] = []
-    holder = Request(admission, 3, "holder", log)
-    await all_inside(holder)
+    holder = await holding_everything(admission, log)
     waiting = Request(admission, 2, "waiting", log)
     await loop_turns()
     assert not waiting.inside.is_set()
@@ -234,8 +238,7 @@ async def test_cancelling_a_request_inside_releases_its_slots_to_the_waiting_one
 async def test_cancelling_a_waiting_request_takes_nothing_and_skips_no_one():
     admission = ImageAdmission(1)
     log: list[str] = []
-    holder = Request(admission, 1, "holder", log)
-    await all_inside(holder)
+    holder = await holding_everything(admission, log)
     gone = Request(admission, 1, "gone", log)
     await loop_turns()
     behind = Request(admission, 1, "behind", log)
