@@ -1,5 +1,6 @@
-"""The layout shows the pipeline: no import cycle in `model_server/`, and the decoding unit (what
-training shares with the server) stands alone. Imports inside functions count."""
+"""The layout shows the pipeline: no import cycle in `model_server/` or `training/`, and the units
+that stand alone do: the decoding package (what training shares with the server) and training's
+synthetic-data generators. Imports inside functions count."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 
 from bench.harness.server_process import REPO_ROOT
 
-PACKAGE_ROOT = REPO_ROOT / "model_server"
+SERVER_ROOT = REPO_ROOT / "model_server"
+TRAINING_ROOT = REPO_ROOT / "training"
 
 
 def module_name(path: Path) -> str:
@@ -40,10 +42,18 @@ def imported_names(path: Path) -> set[str]:
     return names
 
 
+def our_files() -> dict[str, Path]:
+    return {
+        module_name(path): path
+        for root in (SERVER_ROOT, TRAINING_ROOT)
+        for path in root.rglob("*.py")
+    }
+
+
 def import_graph() -> dict[str, set[str]]:
     """Our modules -> the modules of ours each one imports (a package's import runs its
     `__init__`, so importing `a.b.c` also imports `a` and `a.b`)."""
-    files = {module_name(path): path for path in PACKAGE_ROOT.rglob("*.py")}
+    files = our_files()
     graph: dict[str, set[str]] = {}
     for name, path in files.items():
         edges: set[str] = set()
@@ -85,9 +95,9 @@ def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": set(), "c": {"a"}}) is None
 
 
-def test_no_import_cycle_in_model_server():
+def test_no_import_cycle_in_the_server_or_training():
     graph = import_graph()
-    assert "model_server.logo_detection.decoding.model_input" in graph
+    assert {"model_server.logo_detection.decoding.model_input", "training.prepare"} <= set(graph)
     assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph))}"
 
 
@@ -101,18 +111,30 @@ def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
     return seen
 
 
-DECODING = "model_server.logo_detection.decoding"
+STANDALONE_UNITS = {
+    "model_server.logo_detection.decoding": [
+        "kserve",
+        "asyncio",
+        "tensorflow",
+        "keras",
+        "model_server.logo_detection.settings",
+    ],
+    "training.synthetic": ["tensorflow", "keras", "keras_cv", "model_server"],
+}
 
 
 @pytest.mark.parametrize(
-    "forbidden",
-    ["kserve", "asyncio", "tensorflow", "keras", "model_server.logo_detection.settings"],
+    ("unit", "forbidden"),
+    [(unit, forbidden) for unit, names in STANDALONE_UNITS.items() for forbidden in names],
 )
-def test_the_decoding_unit_needs_no_server_or_tensorflow(forbidden):
-    graph = import_graph()
-    modules = {name for name in graph if name == DECODING or name.startswith(DECODING + ".")}
+def test_a_standalone_unit_imports_nothing_it_must_not(unit, forbidden):
+    """Everything of ours the unit reaches (its parent packages' `__init__` aside) is checked."""
+    parents = {".".join(unit.split(".")[:end]) for end in range(1, unit.count(".") + 1)}
+    graph = {name: edges - parents for name, edges in import_graph().items()}
+    modules = {name for name in graph if name == unit or name.startswith(unit + ".")}
+    assert modules, f"no modules under {unit}"
     ours = set().union(*(reachable(graph, name) for name in modules))
-    files = {module_name(path): path for path in PACKAGE_ROOT.rglob("*.py")}
+    files = our_files()
     for name in sorted(ours):
         for imported in imported_names(files[name]):
             assert imported != forbidden and not imported.startswith(forbidden + "."), (

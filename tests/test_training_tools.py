@@ -17,9 +17,10 @@ from PIL import Image
 
 from bench.harness.server_process import REPO_ROOT
 from model_server.logo_detection.decoding import image_to_model_input
-from training import data, emblems, lso, maps, pipeline, prepare
+from training import data, lso, pipeline, prepare
 from training.metadata import describe
 from training.paths import repo_relative
+from training.synthetic import emblems, maps
 
 from .tiny_dataset import SVG_LOGO, add_source_copy, make_tiny_dataset
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from model_server.logo_detection.decoding import image_to_model_input
-from model_server.logo_detection.tf.architecture import DEFAULT_CLASS_NAMES, INPUT_SIZE
+from model_server.logo_detection.inference.model_file import DEFAULT_CLASS_NAMES, INPUT_SIZE
 from training.progress import progress
 
 CLASS_NAMES = list(DEFAULT_CLASS_NAMES)  # index 1 = logo, as the production model

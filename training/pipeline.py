@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from model_server.logo_detection.tf.architecture import INPUT_SIZE
+from model_server.logo_detection.inference.model_file import INPUT_SIZE
 
 
 def _gather(images: np.ndarray, labels: np.ndarray, num_classes: int):

@@ -23,9 +23,9 @@ import numpy as np
 import resvg_py
 from PIL import Image, ImageFilter
 
-from training import emblems, maps, synth
 from training.paths import repo_relative
 from training.progress import progress
+from training.synthetic import emblems, graphics, maps
 
 LOGO, OTHER = "logo", "out_of_domain"
 # Variants per source item, sized so the classes end up roughly balanced and small sources
@@ -376,12 +376,12 @@ def photo_file(job: Job, rng: random.Random) -> tuple[bytes, str]:
     return _encode(img, rng, "png" if kind == "png" else "jpg")
 
 
-def synth_file(job: Job, rng: random.Random) -> tuple[bytes, str]:
+def generated_file(job: Job, rng: random.Random) -> tuple[bytes, str]:
     """A procedurally generated chart, text page, diagram or screenshot."""
     if job.source == "charts":
-        data, ext = synth.chart(rng)
+        data, ext = graphics.chart(rng)
         return (usable_svg(data.decode()).encode(), ext) if ext == "svg" else (data, ext)
-    img = synth.GENERATORS[job.source](rng)
+    img = graphics.GENERATORS[job.source](rng)
     if rng.random() < 0.3:
         img = _thumbnail(img, rng)
     return _encode(img, rng, rng.choices(["png", "jpg"], weights=[3, 2])[0])
@@ -392,7 +392,7 @@ def make(job: Job, out: Path, seed: int) -> str:
     rng = random.Random(f"{seed}:{job.cls}:{job.source}:{job.group}:{job.src}:{job.variant}")
     suffix = Path(job.src).suffix.lower() if job.src else ""
     if job.src is None:
-        data, ext = synth_file(job, rng)
+        data, ext = generated_file(job, rng)
     elif job.source == GENERATED_LOGOS:
         data, ext = generated_logo_file(job, rng)
     elif job.source in MAP_COUNTS:

@@ -20,7 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from model_server.logo_detection.tf.architecture import INPUT_SIZE, build_backbone, build_classifier
+from model_server.logo_detection.inference.model_file import INPUT_SIZE
+from model_server.logo_detection.tf.architecture import build_backbone, build_classifier
 from training import data, metadata, pipeline
 from training.evaluate import score_model
 from training.paths import repo_relative

@@ -9,12 +9,8 @@ from __future__ import annotations
 import keras
 import keras_cv
 
-from ..inference.model_file import (
-    DEFAULT_CLASS_NAMES,
-    INPUT_SIZE,
-)  # no decoding: old stacks load this
-
-__all__ = ["DEFAULT_CLASS_NAMES", "INPUT_SIZE", "build_backbone", "build_classifier"]
+# model_file, not decoding: the legacy-stack test loads this module without Pillow.
+from ..inference.model_file import DEFAULT_CLASS_NAMES
 
 EFFICIENTNETV2_B0_CONFIG = {
     "width_coefficient": 1.0,

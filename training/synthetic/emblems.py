@@ -15,7 +15,7 @@ import random
 
 from PIL import Image, ImageDraw, ImageFont
 
-from training.synth import FONT_DIR
+from training.synthetic.graphics import FONT_DIR
 
 Colour = tuple[int, int, int]
 SIDE = 512  # drawing size; the caller scales the result to the file's size

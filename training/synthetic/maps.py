@@ -27,7 +27,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.patches import Patch, PathPatch
 from matplotlib.path import Path as MplPath
 
-from training.synth import save_figure
+from training.synthetic.graphics import save_figure
 
 SHAPEFILE = "naturalearth_lowres.shp"
 PYGAL_SVG = "pygal_worldmap.svg"
