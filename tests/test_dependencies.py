@@ -87,6 +87,8 @@ def undeclared_imports(files: dict[str, str], declared: set[str]) -> dict[str, s
             if module in sys.stdlib_module_names or module in SOURCE_DIRS:
                 continue
             names = {canonicalize_name(d) for d in distributions.get(module, [])}
+            if not names and canonicalize_name(module) in declared:
+                continue  # an optional backend this install lacks, declared under its own name
             if not names:
                 problems[module] = f"{path}: not installed, so its distribution is unknown"
             elif not names & declared:

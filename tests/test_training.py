@@ -146,7 +146,7 @@ def test_default_model_matches_its_json():
     info = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
     assert info["sha256"] == file_sha256(DEFAULT_MODEL)
     assert info["class_names"] == ["out_of_domain", "logo"]
-    from model_server.logo_detection.tf.keras_model import read_keras_file
+    from model_server.logo_detection.tf.keras_file import read_keras_file
 
     model = read_keras_file(DEFAULT_MODEL)
     assert model.output_shape == (None, 2)

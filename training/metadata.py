@@ -17,7 +17,18 @@ from model_server.logo_detection.tf import library_versions
 from training import data
 from training.paths import repo_relative
 
-LIBRARIES = ("tensorflow", "tensorflow-cpu", "keras", "keras-cv", "numpy", "pillow", "resvg-py")
+LIBRARIES = (
+    "tensorflow",
+    "tensorflow-cpu",
+    "keras",
+    "keras-cv",
+    "jax",
+    "jaxlib",
+    "torch",
+    "numpy",
+    "pillow",
+    "resvg-py",
+)
 
 
 def versions() -> dict[str, str]:
@@ -49,7 +60,7 @@ def describe(data_dir: Path, counts: dict, training: dict, metrics: dict) -> dic
     return {
         "class_names": data.CLASS_NAMES,
         "input_size": [INPUT_SIZE, INPUT_SIZE],
-        "input": "float32 RGB 0..255, from preprocess.image_to_model_input",
+        "input": "float32 RGB 0..255, from decoding.image_to_model_input",
         "data": {
             "data_dir": repo_relative(data_dir),
             "prepared_from": prepared_from,

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from model_server.logo_detection.inference.model_file import INPUT_SIZE
-from model_server.logo_detection.tf.architecture import build_backbone, build_classifier
-from training import data, metadata, pipeline
+from training import data, distribution, metadata
+from training.batches import Batches
 from training.evaluate import score_model
+from training.network import build_backbone, build_network
 from training.paths import repo_relative
 
 MODEL_FILE = "logo_detection.keras"
@@ -56,32 +56,26 @@ class LogoAUC(keras.metrics.AUC):
         return super().update_state(y_true[:, 1], y_pred[:, 1], sample_weight)
 
 
-def choose_strategy() -> tf.distribute.Strategy:
-    """Multi-worker when TF_CONFIG is set (e.g. a Kubeflow TFJob), all local GPUs otherwise."""
-    if os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
+class Throughput(keras.callbacks.Callback):
+    """Training images per second of each epoch, validation left out (the first epoch also
+    pays for tracing/compiling: `images_per_second` in the JSON is the latest epoch's)."""
 
+    def __init__(self, images_per_step: int) -> None:
+        super().__init__()
+        self.images_per_step = images_per_step
+        self.per_epoch: list[float] = []
 
-def strategy_name(strategy: tf.distribute.Strategy) -> str:
-    """MultiWorkerMirroredStrategy's class is called CollectiveAllReduceStrategy."""
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return "MultiWorkerMirroredStrategy"
-    return type(strategy).__name__
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._started, self._steps = time.perf_counter(), 0
 
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        self._steps += 1
+        self._trained = time.perf_counter()
 
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    return resolver.task_type == "chief" or (
-        resolver.task_type == "worker"
-        and resolver.task_id == 0
-        and "chief" not in resolver.cluster_spec().as_dict()
-    )
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        if self._steps:
+            seconds = self._trained - self._started
+            self.per_epoch.append(round(self._steps * self.images_per_step / seconds, 1))
 
 
 def learning_rate_schedule(base: float, total_epochs: int, warmup: int = 1):
@@ -96,28 +90,42 @@ def learning_rate_schedule(base: float, total_epochs: int, warmup: int = 1):
     return schedule
 
 
-def _work_around_keras_20585(model: keras.Model, images: np.ndarray, num_classes: int) -> None:
-    """Keras 3's fit() can't run under MultiWorkerMirroredStrategy (keras-team/keras#20585).
-
-    It reduces the first distributed (x, y) batch to learn shapes, and reduces each step's scalar
-    logs along axis 0; both fail under this strategy. So: build model, loss, metrics and optimizer
-    from a local batch here (inside the strategy's scope, so variables are still mirrored), let
-    fit() find the strategy from the scope it runs in, and reduce logs the single-worker way.
-    Gradients are still all-reduced across workers by the strategy.
-    """
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    sample = (np.asarray(images[:1], np.float32), np.zeros((1, num_classes), np.float32))
-    model._symbolic_build(data_batch=sample)
-    model._distribute_strategy = None
-    tf_trainer._collective_all_reduce_multi_worker = lambda _strategy: False
-
-
 def build_model(backbone_weights: Path | None) -> keras.Model:
     backbone = build_backbone()
     if backbone_weights:
         backbone.load_weights(str(backbone_weights))
-    return build_classifier(len(data.CLASS_NAMES), backbone)
+    return build_network(len(data.CLASS_NAMES), backbone)
+
+
+def training_batches(
+    images: np.ndarray, labels: np.ndarray, batch_size: int, stage: Stage, **options
+):
+    """The backend's input pipeline: tf.data on TensorFlow (its distribution strategies shard
+    it), a PyDataset of the same recipe elsewhere."""
+    if keras.config.backend() == "tensorflow":
+        from training import pipeline
+
+        return pipeline.dataset(
+            images,
+            labels,
+            batch_size,
+            stage.size,
+            train=True,
+            min_scale=stage.min_scale,
+            seed=options["seed"],
+            augmentation=options["augmentation"],
+        )
+    return Batches(
+        images, labels, batch_size, stage.size, train=True, min_scale=stage.min_scale, **options
+    )
+
+
+def validation_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, replicas: int):
+    if keras.config.backend() == "tensorflow":
+        from training import pipeline
+
+        return pipeline.dataset(images, labels, batch_size, INPUT_SIZE, drop_remainder=replicas > 1)
+    return Batches(images, labels, batch_size)
 
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:
@@ -152,24 +160,24 @@ def train(
     started = time.time()
     keras.utils.set_random_seed(seed)
     if deterministic:
-        tf.config.experimental.enable_op_determinism()
-    strategy = choose_strategy()
+        distribution.make_deterministic()
+    place = distribution.placement()
+    hardware = distribution.hardware()
     if precision == "auto":
-        precision = "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+        precision = "mixed_float16" if hardware["accelerator"] else "float32"
     keras.mixed_precision.set_global_policy(precision)
-    chief = is_chief(strategy)
-    work = out if chief else Path(tempfile.mkdtemp(prefix="logo-worker-"))
+    work = out if place.chief else Path(tempfile.mkdtemp(prefix="logo-worker-"))
     work.mkdir(parents=True, exist_ok=True)
 
     x_train, y_train, train_ex = data.load_subset(data_dir, "train", cache_dir, exclude)
     x_val, y_val, val_ex = data.load_subset(data_dir, "val", cache_dir, exclude)
-    global_batch = batch_size * strategy.num_replicas_in_sync
+    global_batch = batch_size * place.replicas
     if len(y_val) < global_batch:  # tiny data sets: validate on the training data instead
         x_val, y_val, val_ex = x_train, y_train, train_ex
     print(f"train {len(y_train)} ({data.counts(train_ex)})\nval {len(y_val)}", flush=True)
 
     total_epochs = sum(s.epochs for s in stages)
-    with strategy.scope():
+    with place.scope():
         model = build_model(backbone_weights)
         model.compile(
             optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=0.05, clipnorm=1.0),
@@ -177,8 +185,10 @@ def train(
             metrics=["accuracy", LogoAUC(curve="PR", name="pr_auc"), LogoAUC(name="roc_auc")],
             run_eagerly=run_eagerly,
         )
-        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            _work_around_keras_20585(model, x_train, len(data.CLASS_NAMES))
+        if place.multi_worker:
+            from training.tf_distribution import work_around_keras_20585
+
+            work_around_keras_20585(model, x_train, len(data.CLASS_NAMES))
     best = work / "checkpoints" / "best.weights.h5"
     best.parent.mkdir(parents=True, exist_ok=True)
     callbacks = [
@@ -189,35 +199,34 @@ def train(
         keras.callbacks.LearningRateScheduler(learning_rate_schedule(learning_rate, total_epochs)),
         keras.callbacks.CSVLogger(str(work / "history.csv"), append=True),
     ]
-    val_ds = pipeline.dataset(
-        x_val, y_val, global_batch, INPUT_SIZE, drop_remainder=strategy.num_replicas_in_sync > 1
-    )
+    val_ds = validation_batches(x_val, y_val, global_batch, place.replicas)
+    throughput = Throughput(global_batch)
     epoch = 0
     for stage in stages:
         print(
             f"stage: {stage.epochs} epoch(s) at {stage.size}px, crops >= {stage.min_scale}",
             flush=True,
         )
-        train_ds = pipeline.dataset(
+        steps = steps_per_epoch or math.ceil(len(y_train) / global_batch)
+        train_ds = training_batches(
             x_train,
             y_train,
             global_batch,
-            stage.size,
-            train=True,
-            min_scale=stage.min_scale,
+            stage,
             seed=seed,
             augmentation=augmentation,
+            steps=steps,
+            first_epoch=epoch,
         )
         stop = keras.callbacks.EarlyStopping(monitor="val_pr_auc", mode="max", patience=patience)
-        steps = steps_per_epoch or math.ceil(len(y_train) / global_batch)
-        with strategy.scope():
+        with place.scope():
             model.fit(
                 train_ds,
                 validation_data=val_ds,
                 initial_epoch=epoch,
                 epochs=epoch + stage.epochs,
                 class_weight=class_weights(y_train),
-                callbacks=[*callbacks, stop, *(extra_callbacks or [])],
+                callbacks=[*callbacks, stop, throughput, *(extra_callbacks or [])],
                 steps_per_epoch=steps,
                 validation_steps=validation_steps,
                 verbose=2 if os.environ.get("TRAIN_QUIET") else 1,
@@ -229,7 +238,7 @@ def train(
         model.load_weights(str(best))
 
     keras.mixed_precision.set_global_policy("float32")
-    final = build_classifier(len(data.CLASS_NAMES))  # float32, uncompiled: what the server loads
+    final = build_network(len(data.CLASS_NAMES))  # float32, uncompiled: what the server loads
     final.set_weights(model.get_weights())
     val_scores = score_model(final, x_val, batch_size)
     info = metadata.describe(
@@ -244,13 +253,16 @@ def train(
             "backbone_weights": repo_relative(backbone_weights) if backbone_weights else None,
             "left_out_sources": sorted(exclude),  # not trained on (held out or excluded)
             "precision": precision,
-            "replicas": strategy.num_replicas_in_sync,
+            "replicas": place.replicas,
             "wall_clock_seconds": round(time.time() - started),
-            "strategy": strategy_name(strategy),
+            "strategy": place.strategy,
+            "hardware": hardware,
+            "images_per_second": throughput.per_epoch[-1] if throughput.per_epoch else None,
+            "images_per_second_by_epoch": throughput.per_epoch,
         },
         metrics={"val": metadata.summary(y_val, val_scores)},
     )
-    if chief:
+    if place.chief:
         metadata.save_model(final, out / MODEL_FILE, info)
         shutil.rmtree(work / "backup", ignore_errors=True)
     else:

@@ -1,6 +1,7 @@
-"""Everything that needs TensorFlow: the architecture, loading `.keras` files, the TensorFlow
-reference backend and the ONNX export. The development install has it; the production image
-(requirements-serving.txt) does not, and serves exported `.onnx` models without this package.
+"""Keras and TensorFlow, which the production image (requirements-serving.txt) leaves out: it
+serves exported `.onnx` models without this package. The KerasCV architecture, the TensorFlow
+reference backend, the parity checks and the ONNX export need TensorFlow (the development
+install); `keras_file` reads `.keras` files on any Keras backend, for training.
 
 Every TensorFlow entry point (these modules, the export CLI, `python -m training`) imports this
 package before Keras, so the environment below is set in this one place.

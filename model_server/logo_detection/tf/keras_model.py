@@ -14,6 +14,7 @@ import tensorflow as tf
 from ..inference.backend import BackendChoice, InferenceBackend
 from ..inference.model_file import ModelFile, ModelFileError, describe_model
 from ..inference.onnx_backend import OnnxRuntimeBackend
+from .keras_file import read_keras_file
 from .onnx_conversion import INPUT_SPEC, cached_onnx_file
 from .parity import PARITY_TOLERANCE, fastest, max_score_difference, parity_batches
 
@@ -33,14 +34,6 @@ def configure_threads(cpu_count: int) -> None:
     """Size TensorFlow's pools to the CPU quota, before TensorFlow runs anything."""
     tf.config.threading.set_intra_op_parallelism_threads(cpu_count)
     tf.config.threading.set_inter_op_parallelism_threads(min(2, cpu_count))
-
-
-def read_keras_file(path: Path):
-    """The keras.Model saved in a `.keras` file, uncompiled (serving and training load alike)."""
-    import keras
-    import keras_cv  # noqa: F401  (registers KerasCV classes for deserialization)
-
-    return keras.saving.load_model(path, compile=False)
 
 
 def load_keras_model(model: ModelFile):

@@ -1,0 +1,193 @@
+"""Training and validation batches for every Keras backend, without TensorFlow.
+
+A `keras.utils.PyDataset` over the cached uint8 224x224 arrays (see `training.data`), augmented
+per image with Pillow and numpy: the recipe of `training.pipeline` (TensorFlow's tf.data, which
+the TensorFlow backend keeps for its distribution strategies), in the same terms. Crops of
+`min_scale`..1 of the side and flips ("basic"); "strong" adds zoom-out onto a plain padding,
+aspect changes, colour jitter, greyscale and JPEG re-encoding. Both classes are augmented
+alike, so no augmentation artefact can become a class cue. Every random draw comes from a
+generator seeded by (seed, batch number), so a batch does not depend on which worker makes it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import keras
+import numpy as np
+from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
+from PIL import Image
+
+from model_server.logo_detection.inference.model_file import INPUT_SIZE
+
+ZOOM_OUT_SHARE, ZOOM_OUT_MAX = 0.3, 1.8
+MAX_LOG_ASPECT = 0.25
+GREYSCALE_SHARE, JPEG_SHARE, JPEG_QUALITIES = 0.1, 0.25, (30, 95)
+GREY_WEIGHTS = np.array([0.2989, 0.587, 0.114], np.float32)  # ITU-R 601, as tf.image
+
+
+def crop_box(
+    rng: np.random.Generator, min_scale: float, strong: bool
+) -> tuple[float, float, float, float]:
+    """(top, left, height, width) of the view, as fractions of the image; a view larger than
+    the image (strong zoom-out) shows padding around it."""
+    scale = rng.uniform(min_scale, 1.0)
+    if not strong:
+        top, left = rng.uniform(size=2) * (1.0 - scale)
+        return top, left, scale, scale
+    zoom_out = rng.uniform() < ZOOM_OUT_SHARE
+    if zoom_out:
+        scale = rng.uniform(1.0, ZOOM_OUT_MAX)
+    aspect = math.exp(rng.uniform(-MAX_LOG_ASPECT, MAX_LOG_ASPECT))
+    height, width = scale * math.sqrt(aspect), scale / math.sqrt(aspect)
+    bound = max if zoom_out else min
+    height, width = bound(height, 1.0), bound(width, 1.0)
+    top, left = rng.uniform(size=2) * (1.0 - np.array([height, width]))
+    return top, left, height, width
+
+
+def padding_colour(rng: np.random.Generator) -> tuple[int, int, int]:
+    """Black or white half of the time, any colour otherwise."""
+    if rng.uniform() < 0.5:
+        return (255, 255, 255) if rng.uniform() < 0.5 else (0, 0, 0)
+    return tuple(int(c) for c in rng.integers(0, 256, 3))
+
+
+def view(
+    image: np.ndarray, box: tuple[float, float, float, float], size: int, pad: tuple[int, int, int]
+) -> Image.Image:
+    """The `box` of `image`, resized to size x size (bilinear), padded with `pad` outside it."""
+    top, left, height, width = box
+    rows, cols = image.shape[:2]
+    y0, x0 = top * rows, left * cols
+    y1, x1 = y0 + height * rows, x0 + width * cols
+    picture = Image.fromarray(image)
+    margin = (
+        max(0, math.ceil(-x0)),
+        max(0, math.ceil(-y0)),
+        max(0, math.ceil(x1 - cols)),
+        max(0, math.ceil(y1 - rows)),
+    )
+    if any(margin):
+        canvas = Image.new("RGB", (cols + margin[0] + margin[2], rows + margin[1] + margin[3]), pad)
+        canvas.paste(picture, margin[:2])
+        picture, x0, x1, y0, y1 = (
+            canvas,
+            x0 + margin[0],
+            x1 + margin[0],
+            y0 + margin[1],
+            y1 + margin[1],
+        )
+    return picture.resize((size, size), Image.Resampling.BILINEAR, box=(x0, y0, x1, y1))
+
+
+def jitter_colours(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Hue, saturation, contrast and brightness jitter on 0..1 floats; sometimes greyscale."""
+    hue, saturation, contrast, brightness = rng.uniform(size=4)
+    hsv = rgb_to_hsv(np.clip(pixels, 0.0, 1.0))
+    hsv[..., 0] = np.mod(hsv[..., 0] + (hue - 0.5) * 0.1, 1.0)
+    hsv[..., 1] = np.clip(hsv[..., 1] * (0.6 + 0.8 * saturation), 0.0, 1.0)
+    pixels = hsv_to_rgb(hsv)
+    mean = pixels.mean()
+    pixels = (pixels - mean) * (0.7 + 0.6 * contrast) + mean + (brightness - 0.5) * 0.3
+    if rng.uniform() < GREYSCALE_SHARE:
+        pixels = np.repeat((pixels @ GREY_WEIGHTS)[..., None], 3, axis=-1)
+    return np.clip(pixels, 0.0, 1.0)
+
+
+def reencode_as_jpeg(picture: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=quality)
+    return Image.open(buffer).convert("RGB")
+
+
+def augment(
+    image: np.ndarray, size: int, min_scale: float, strong: bool, rng: np.random.Generator
+) -> np.ndarray:
+    """One uint8 224x224 image -> one float32 size x size image in 0..255."""
+    box = crop_box(rng, min_scale, strong)
+    picture = view(image, box, size, padding_colour(rng) if strong else (0, 0, 0))
+    if rng.uniform() < 0.5:
+        picture = picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if not strong:
+        return np.asarray(picture, np.float32)
+    pixels = jitter_colours(np.asarray(picture, np.float32) / 255.0, rng)
+    picture = Image.fromarray(np.rint(pixels * 255.0).astype(np.uint8))
+    if rng.uniform() < JPEG_SHARE:
+        picture = reencode_as_jpeg(
+            picture, int(rng.integers(JPEG_QUALITIES[0], JPEG_QUALITIES[1] + 1))
+        )
+    return np.asarray(picture, np.float32)
+
+
+class Batches(keras.utils.PyDataset):
+    """(float32 0..255 images, one-hot labels) batches of `images[i]`.
+
+    Training (`train=True`): an endless stream cut into epochs of `steps` batches, each pass over
+    the data a new permutation, every image augmented. Otherwise: every image once, at 224 px,
+    in one fixed permutation (files are listed class by class, so capped validation steps would
+    otherwise see one class only).
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        size: int = INPUT_SIZE,
+        train: bool = False,
+        min_scale: float = 1.0,
+        seed: int = 0,
+        num_classes: int = 2,
+        augmentation: str = "basic",
+        steps: int | None = None,
+        first_epoch: int = 0,
+        workers: int = 1,
+    ) -> None:
+        super().__init__(workers=workers)
+        self.images, self.labels = images, labels
+        self.batch_size, self.size, self.train = batch_size, size, train
+        self.min_scale, self.seed, self.num_classes = min_scale, seed, num_classes
+        self.strong = augmentation == "strong"
+        self.steps = steps or math.ceil(len(labels) / batch_size)
+        self.epoch = first_epoch
+        self._passes: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+
+    def _permutation(self, number: int) -> np.ndarray:
+        if number not in self._passes:
+            self._passes = {
+                number: np.random.default_rng((self.seed, number)).permutation(len(self.labels))
+            }
+        return self._passes[number]
+
+    def rows(self, batch: int) -> np.ndarray:
+        """The rows of batch number `batch` (counted from the first training batch)."""
+        if not self.train:
+            order = np.random.default_rng(0).permutation(len(self.labels))
+            return order[batch * self.batch_size : (batch + 1) * self.batch_size]
+        count = len(self.labels)
+        start = batch * self.batch_size
+        positions = range(start, start + self.batch_size)
+        return np.array([self._permutation(p // count)[p % count] for p in positions])
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        batch = self.epoch * self.steps + index if self.train else index
+        rows = self.rows(batch)
+        order = np.argsort(rows)  # sorted reads are much faster from a memory-mapped cache
+        images = np.empty((len(rows), INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+        images[order] = np.asarray(self.images[rows[order]])
+        one_hot = np.eye(self.num_classes, dtype=np.float32)[self.labels[rows]]
+        if not self.train:
+            return images.astype(np.float32), one_hot
+        rng = np.random.default_rng((self.seed, 1, batch))
+        augmented = [
+            augment(image, self.size, self.min_scale, self.strong, rng) for image in images
+        ]
+        return np.stack(augmented), one_hot
