@@ -17,7 +17,7 @@ import math
 import keras
 import numpy as np
 from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
-from PIL import Image
+from PIL import Image, ImageOps
 
 from model_server.logo_detection.inference.model_file import INPUT_SIZE
 
@@ -62,24 +62,13 @@ def view(
     rows, cols = image.shape[:2]
     y0, x0 = top * rows, left * cols
     y1, x1 = y0 + height * rows, x0 + width * cols
-    picture = Image.fromarray(image)
-    margin = (
-        max(0, math.ceil(-x0)),
-        max(0, math.ceil(-y0)),
-        max(0, math.ceil(x1 - cols)),
-        max(0, math.ceil(y1 - rows)),
+    left_pad, top_pad = max(0, math.ceil(-x0)), max(0, math.ceil(-y0))
+    right_pad, bottom_pad = max(0, math.ceil(x1 - cols)), max(0, math.ceil(y1 - rows))
+    picture = ImageOps.expand(
+        Image.fromarray(image), (left_pad, top_pad, right_pad, bottom_pad), fill=pad
     )
-    if any(margin):
-        canvas = Image.new("RGB", (cols + margin[0] + margin[2], rows + margin[1] + margin[3]), pad)
-        canvas.paste(picture, margin[:2])
-        picture, x0, x1, y0, y1 = (
-            canvas,
-            x0 + margin[0],
-            x1 + margin[0],
-            y0 + margin[1],
-            y1 + margin[1],
-        )
-    return picture.resize((size, size), Image.Resampling.BILINEAR, box=(x0, y0, x1, y1))
+    box_in_picture = (x0 + left_pad, y0 + top_pad, x1 + left_pad, y1 + top_pad)
+    return picture.resize((size, size), Image.Resampling.BILINEAR, box=box_in_picture)
 
 
 def jitter_colours(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -161,17 +150,19 @@ class Batches(keras.utils.PyDataset):
         self.epoch += 1
 
     def _permutation(self, number: int) -> np.ndarray:
+        """Pass `number`'s order of the rows (-1: validation's one fixed order); the latest kept."""
         if number not in self._passes:
             self._passes = {
-                number: np.random.default_rng((self.seed, number)).permutation(len(self.labels))
+                number: np.random.default_rng(
+                    (0,) if number < 0 else (self.seed, number)
+                ).permutation(len(self.labels))
             }
         return self._passes[number]
 
     def rows(self, batch: int) -> np.ndarray:
         """The rows of batch number `batch` (counted from the first training batch)."""
         if not self.train:
-            order = np.random.default_rng(0).permutation(len(self.labels))
-            return order[batch * self.batch_size : (batch + 1) * self.batch_size]
+            return self._permutation(-1)[batch * self.batch_size : (batch + 1) * self.batch_size]
         count = len(self.labels)
         start = batch * self.batch_size
         positions = range(start, start + self.batch_size)
