@@ -1,7 +1,7 @@
 """Training and validation batches for every Keras backend, without TensorFlow.
 
 A `keras.utils.PyDataset` over the cached uint8 224x224 arrays (see `training.data`), augmented
-per image with Pillow and numpy: the recipe of `training.pipeline` (TensorFlow's tf.data, which
+per image with Pillow: the recipe of `training.pipeline` (TensorFlow's tf.data, which
 the TensorFlow backend keeps for its distribution strategies), in the same terms. Crops of
 `min_scale`..1 of the side and flips ("basic"); "strong" adds zoom-out onto a plain padding,
 aspect changes, colour jitter, greyscale and JPEG re-encoding. Both classes are augmented
@@ -16,15 +16,13 @@ import math
 
 import keras
 import numpy as np
-from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
-from PIL import Image, ImageOps
+from PIL import Image, ImageEnhance, ImageOps
 
 from model_server.logo_detection.inference.model_file import INPUT_SIZE
 
 ZOOM_OUT_SHARE, ZOOM_OUT_MAX = 0.3, 1.8
 MAX_LOG_ASPECT = 0.25
 GREYSCALE_SHARE, JPEG_SHARE, JPEG_QUALITIES = 0.1, 0.25, (30, 95)
-GREY_WEIGHTS = np.array([0.2989, 0.587, 0.114], np.float32)  # ITU-R 601, as tf.image
 
 
 def crop_box(
@@ -71,18 +69,18 @@ def view(
     return picture.resize((size, size), Image.Resampling.BILINEAR, box=box_in_picture)
 
 
-def jitter_colours(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Hue, saturation, contrast and brightness jitter on 0..1 floats; sometimes greyscale."""
+def jitter_colours(picture: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Hue, saturation, contrast and brightness jitter; sometimes greyscale (Pillow's own)."""
     hue, saturation, contrast, brightness = rng.uniform(size=4)
-    hsv = rgb_to_hsv(np.clip(pixels, 0.0, 1.0))
-    hsv[..., 0] = np.mod(hsv[..., 0] + (hue - 0.5) * 0.1, 1.0)
-    hsv[..., 1] = np.clip(hsv[..., 1] * (0.6 + 0.8 * saturation), 0.0, 1.0)
-    pixels = hsv_to_rgb(hsv)
-    mean = pixels.mean()
-    pixels = (pixels - mean) * (0.7 + 0.6 * contrast) + mean + (brightness - 0.5) * 0.3
+    h, s, v = picture.convert("HSV").split()
+    h = h.point(lambda level: (level + round((hue - 0.5) * 0.1 * 256)) % 256)
+    picture = Image.merge("HSV", (h, s, v)).convert("RGB")
+    picture = ImageEnhance.Color(picture).enhance(0.6 + 0.8 * saturation)
+    picture = ImageEnhance.Contrast(picture).enhance(0.7 + 0.6 * contrast)
+    picture = ImageEnhance.Brightness(picture).enhance(0.7 + 0.6 * brightness)
     if rng.uniform() < GREYSCALE_SHARE:
-        pixels = np.repeat((pixels @ GREY_WEIGHTS)[..., None], 3, axis=-1)
-    return np.clip(pixels, 0.0, 1.0)
+        picture = ImageOps.grayscale(picture).convert("RGB")
+    return picture
 
 
 def reencode_as_jpeg(picture: Image.Image, quality: int) -> Image.Image:
@@ -101,8 +99,7 @@ def augment(
         picture = picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     if not strong:
         return np.asarray(picture, np.float32)
-    pixels = jitter_colours(np.asarray(picture, np.float32) / 255.0, rng)
-    picture = Image.fromarray(np.rint(pixels * 255.0).astype(np.uint8))
+    picture = jitter_colours(picture, rng)
     if rng.uniform() < JPEG_SHARE:
         picture = reencode_as_jpeg(
             picture, int(rng.integers(JPEG_QUALITIES[0], JPEG_QUALITIES[1] + 1))

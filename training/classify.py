@@ -13,7 +13,7 @@ import numpy as np
 
 from model_server.logo_detection.decoding import image_to_model_input
 from model_server.logo_detection.tf.keras_file import read_keras_file
-from training.evaluate import score_model
+from training.scores import score_model
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".svg"}
 

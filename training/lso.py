@@ -17,9 +17,10 @@ from sklearn import metrics as skm
 
 from model_server.logo_detection.tf.keras_file import read_keras_file
 from training import data
-from training.evaluate import per_source, score_model, worst
+from training.evaluate import per_source, worst
 from training.metadata import summary
 from training.paths import repo_relative
+from training.scores import score_model
 from training.train import MODEL_FILE, train
 
 

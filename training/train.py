@@ -22,9 +22,9 @@ import numpy as np
 from model_server.logo_detection.inference.model_file import INPUT_SIZE
 from training import data, distribution, metadata
 from training.batches import Batches
-from training.evaluate import score_model
 from training.network import build_backbone, build_network
 from training.paths import repo_relative
+from training.scores import score_model
 
 MODEL_FILE = "logo_detection.keras"
 
