@@ -53,8 +53,7 @@ def summary(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> d
 
 
 def describe(data_dir: Path, counts: dict, training: dict, metrics: dict) -> dict:
-    sources = data_dir / "sources.json"
-    prepared_from = json.loads(sources.read_text()) if sources.exists() else None
+    prepared_from = data.prepared_from(data_dir)  # a folder's sources.json, or a pack's copy
     if prepared_from and prepared_from.get("source_dir"):
         prepared_from["source_dir"] = repo_relative(prepared_from["source_dir"])
     return {
