@@ -1,11 +1,13 @@
-"""Training on a Keras backend other than TensorFlow (JAX, the light one to install), with
-TensorFlow and KerasCV made unimportable, then what it wrote exported (TensorFlow parity) and
-served by the real server, as a model trained on a GPU machine would be."""
+"""Training on a Keras backend other than TensorFlow (JAX, the light one to install), the way a
+lent GPU machine runs it: the data packed, the job bundled with its wheels, `gpu_job run` training
+with TensorFlow and KerasCV unimportable in every process. Then what it wrote is exported
+(TensorFlow parity) and served by the real server."""
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 import urllib.request
@@ -20,9 +22,10 @@ from .tiny_dataset import make_tiny_dataset
 
 pytestmark = [pytest.mark.training, pytest.mark.slow]
 
-# `python -m training`, where importing what a non-TensorFlow training must never need fails.
-WITHOUT_TENSORFLOW = """
-import runpy, sys
+# Imported by every Python process started with this folder on PYTHONPATH: importing what a
+# non-TensorFlow training must never need fails there.
+REFUSE_TENSORFLOW = """
+import sys
 
 class Refuse:
     def find_spec(self, name, path=None, target=None):
@@ -30,9 +33,20 @@ class Refuse:
             raise ImportError(f"{name} imported by a training on another backend")
 
 sys.meta_path.insert(0, Refuse())
-sys.argv[0] = "training"
-runpy.run_module("training", run_name="__main__", alter_sys=True)
 """
+
+
+def run_tool(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
 
 
 @pytest.fixture(scope="module")
@@ -40,20 +54,30 @@ def trained_on_jax(tmp_path_factory) -> Path:
     pytest.importorskip("jax")
     root = tmp_path_factory.mktemp("jax-training")
     data = make_tiny_dataset(root / "data")
-    done = subprocess.run(
-        [
-            *(sys.executable, "-c", WITHOUT_TENSORFLOW, "train"),
-            *("--data-dir", str(data), "--out", str(root / "model"), "--stages", "1x64:0.9"),
-            *("--batch-size", "4", "--steps-per-epoch", "2", "--validation-steps", "1"),
-        ],
-        cwd=REPO_ROOT,
-        env={**os.environ, "KERAS_BACKEND": "jax", "TRAIN_QUIET": "1"},
-        capture_output=True,
-        text=True,
-        timeout=900,
+    pack = root / "data.pack"
+    run_tool("training", "pack", "--data-dir", str(data), "--out", str(pack))
+    job = root / "job"
+    python_version = ".".join(platform.python_version_tuple()[:2])
+    bundled = run_tool(
+        "training.gpu_job",
+        "bundle",
+        "--pack",
+        str(pack),
+        "--out",
+        str(job),
+        "--python-version",
+        python_version,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return root / "model" / "logo_detection.keras"
+    assert "with the checkout" in bundled.stdout
+    (root / "refuse").mkdir()
+    (root / "refuse" / "sitecustomize.py").write_text(REFUSE_TENSORFLOW)
+    run_tool(
+        *("training.gpu_job", "run", "--job", str(job), "--out", str(root / "out")),
+        *("--backend", "jax", "--stages", "1x64:0.9", "--batch-size", "4"),
+        *("--steps-per-epoch", "2", "--validation-steps", "1"),
+        env={"PYTHONPATH": str(root / "refuse")},
+    )
+    return root / "out" / "model" / "logo_detection.keras"
 
 
 def test_jax_training_records_its_backend_and_speed(trained_on_jax):
