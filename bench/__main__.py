@@ -118,6 +118,7 @@ def main() -> int:
         loaded.path,
         settings.onnx_cache_dir,
         threads=cpu_count,
+        sha256=loaded.sha256,
     )
     result["backend"] = backend.name
 
