@@ -98,10 +98,17 @@ def build_model(backbone_weights: Path | None) -> keras.Model:
 
 
 def training_batches(
-    images: np.ndarray, labels: np.ndarray, batch_size: int, stage: Stage, **options
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    stage: Stage,
+    seed: int,
+    augmentation: str,
+    steps: int,
+    first_epoch: int,
 ):
     """The backend's input pipeline: tf.data on TensorFlow (its distribution strategies shard
-    it), a PyDataset of the same recipe elsewhere."""
+    it), a PyDataset of the same recipe elsewhere (which counts epochs to pick each pass)."""
     if keras.config.backend() == "tensorflow":
         from training import pipeline
 
@@ -112,11 +119,20 @@ def training_batches(
             stage.size,
             train=True,
             min_scale=stage.min_scale,
-            seed=options["seed"],
-            augmentation=options["augmentation"],
+            seed=seed,
+            augmentation=augmentation,
         )
     return Batches(
-        images, labels, batch_size, stage.size, train=True, min_scale=stage.min_scale, **options
+        images,
+        labels,
+        batch_size,
+        stage.size,
+        train=True,
+        min_scale=stage.min_scale,
+        seed=seed,
+        augmentation=augmentation,
+        steps=steps,
+        first_epoch=first_epoch,
     )
 
 
