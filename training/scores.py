@@ -15,7 +15,8 @@ def score_model(model: keras.Model, images: np.ndarray, batch_size: int = 32) ->
     A few images are run eagerly: tracing the predict graph would take longer than they do.
     """
     if len(images) <= batch_size:
-        return np.asarray(model(np.asarray(images, np.float32), training=False))[:, 1]
+        probabilities = model(np.asarray(images, np.float32), training=False)
+        return keras.ops.convert_to_numpy(probabilities)[:, 1]  # torch's tensor carries a graph
     starts = range(0, len(images), batch_size)
     scores = [
         np.asarray(model.predict_on_batch(np.asarray(images[i : i + batch_size], np.float32)))[:, 1]
