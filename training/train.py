@@ -109,30 +109,18 @@ def training_batches(
 ):
     """The backend's input pipeline: tf.data on TensorFlow (its distribution strategies shard
     it), a PyDataset of the same recipe elsewhere (which counts epochs to pick each pass)."""
+    recipe = {
+        "train": True,
+        "min_scale": stage.min_scale,
+        "seed": seed,
+        "augmentation": augmentation,
+    }
     if keras.config.backend() == "tensorflow":
         from training import pipeline
 
-        return pipeline.dataset(
-            images,
-            labels,
-            batch_size,
-            stage.size,
-            train=True,
-            min_scale=stage.min_scale,
-            seed=seed,
-            augmentation=augmentation,
-        )
+        return pipeline.dataset(images, labels, batch_size, stage.size, **recipe)
     return Batches(
-        images,
-        labels,
-        batch_size,
-        stage.size,
-        train=True,
-        min_scale=stage.min_scale,
-        seed=seed,
-        augmentation=augmentation,
-        steps=steps,
-        first_epoch=first_epoch,
+        images, labels, batch_size, stage.size, steps=steps, first_epoch=first_epoch, **recipe
     )
 
 
