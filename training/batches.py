@@ -19,10 +19,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
 from model_server.logo_detection.inference.model_file import INPUT_SIZE
-
-ZOOM_OUT_SHARE, ZOOM_OUT_MAX = 0.3, 1.8
-MAX_LOG_ASPECT = 0.25
-GREYSCALE_SHARE, JPEG_SHARE, JPEG_QUALITIES = 0.1, 0.25, (30, 95)
+from training import recipe
 
 
 def crop_box(
@@ -34,10 +31,10 @@ def crop_box(
     if not strong:
         top, left = rng.uniform(size=2) * (1.0 - scale)
         return top, left, scale, scale
-    zoom_out = rng.uniform() < ZOOM_OUT_SHARE
+    zoom_out = rng.uniform() < recipe.ZOOM_OUT_SHARE
     if zoom_out:
-        scale = rng.uniform(1.0, ZOOM_OUT_MAX)
-    aspect = math.exp(rng.uniform(-MAX_LOG_ASPECT, MAX_LOG_ASPECT))
+        scale = rng.uniform(1.0, recipe.ZOOM_OUT_MAX)
+    aspect = math.exp(rng.uniform(-recipe.MAX_LOG_ASPECT, recipe.MAX_LOG_ASPECT))
     height, width = scale * math.sqrt(aspect), scale / math.sqrt(aspect)
     bound = max if zoom_out else min
     height, width = bound(height, 1.0), bound(width, 1.0)
@@ -69,16 +66,20 @@ def view(
     return picture.resize((size, size), Image.Resampling.BILINEAR, box=box_in_picture)
 
 
+def between(bounds: tuple[float, float], fraction: float) -> float:
+    return bounds[0] + (bounds[1] - bounds[0]) * fraction
+
+
 def jitter_colours(picture: Image.Image, rng: np.random.Generator) -> Image.Image:
     """Hue, saturation, contrast and brightness jitter; sometimes greyscale (Pillow's own)."""
     hue, saturation, contrast, brightness = rng.uniform(size=4)
     h, s, v = picture.convert("HSV").split()
-    h = h.point(lambda level: (level + round((hue - 0.5) * 0.1 * 256)) % 256)
+    h = h.point(lambda level: (level + round((hue - 0.5) * recipe.HUE_SHIFT * 256)) % 256)
     picture = Image.merge("HSV", (h, s, v)).convert("RGB")
-    picture = ImageEnhance.Color(picture).enhance(0.6 + 0.8 * saturation)
-    picture = ImageEnhance.Contrast(picture).enhance(0.7 + 0.6 * contrast)
+    picture = ImageEnhance.Color(picture).enhance(between(recipe.SATURATION, saturation))
+    picture = ImageEnhance.Contrast(picture).enhance(between(recipe.CONTRAST, contrast))
     picture = ImageEnhance.Brightness(picture).enhance(0.7 + 0.6 * brightness)
-    if rng.uniform() < GREYSCALE_SHARE:
+    if rng.uniform() < recipe.GREYSCALE_SHARE:
         picture = ImageOps.grayscale(picture).convert("RGB")
     return picture
 
@@ -100,9 +101,9 @@ def augment(
     if not strong:
         return np.asarray(picture, np.float32)
     picture = jitter_colours(picture, rng)
-    if rng.uniform() < JPEG_SHARE:
+    if rng.uniform() < recipe.JPEG_SHARE:
         picture = reencode_as_jpeg(
-            picture, int(rng.integers(JPEG_QUALITIES[0], JPEG_QUALITIES[1] + 1))
+            picture, int(rng.integers(recipe.JPEG_QUALITIES[0], recipe.JPEG_QUALITIES[1] + 1))
         )
     return np.asarray(picture, np.float32)
 

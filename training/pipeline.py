@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from model_server.logo_detection.inference.model_file import INPUT_SIZE
+from training import recipe
 
 
 def _gather(images: np.ndarray, labels: np.ndarray, num_classes: int):
@@ -51,9 +52,9 @@ def _augment(size: int, min_scale: float, seed: int, strength: str = "basic"):
             x = tf.image.crop_and_resize(x, boxes, tf.range(n), (size, size))
         else:
             # a third of the images zoomed out (box larger than the image: padding), aspect jitter
-            zoom_out = uniform(2, [n]) < 0.3
-            scale = tf.where(zoom_out, uniform(3, [n], 1.0, 1.8), scale)
-            aspect = tf.exp(uniform(4, [n], -0.25, 0.25))
+            zoom_out = uniform(2, [n]) < recipe.ZOOM_OUT_SHARE
+            scale = tf.where(zoom_out, uniform(3, [n], 1.0, recipe.ZOOM_OUT_MAX), scale)
+            aspect = tf.exp(uniform(4, [n], -recipe.MAX_LOG_ASPECT, recipe.MAX_LOG_ASPECT))
             hw = tf.stack([scale * tf.sqrt(aspect), scale / tf.sqrt(aspect)], axis=1)
             hw = tf.where(zoom_out[:, None], tf.maximum(hw, 1.0), tf.minimum(hw, 1.0))
             offset = uniform(1, [n, 2]) * (1.0 - hw)
@@ -84,12 +85,14 @@ def _jitter_colours(x: tf.Tensor, seed: tf.Tensor, grey_seed: tf.Tensor) -> tf.T
     r = tf.random.stateless_uniform([n, 1, 1, 4], seed)
     x = x / 255.0
     hsv = tf.image.rgb_to_hsv(tf.clip_by_value(x, 0.0, 1.0))
-    hue = tf.math.floormod(hsv[..., :1] + (r[..., 0:1] - 0.5) * 0.1, 1.0)
-    saturation = tf.clip_by_value(hsv[..., 1:2] * (0.6 + 0.8 * r[..., 1:2]), 0.0, 1.0)
+    hue = tf.math.floormod(hsv[..., :1] + (r[..., 0:1] - 0.5) * recipe.HUE_SHIFT, 1.0)
+    low, high = recipe.SATURATION
+    saturation = tf.clip_by_value(hsv[..., 1:2] * (low + (high - low) * r[..., 1:2]), 0.0, 1.0)
     x = tf.image.hsv_to_rgb(tf.concat([hue, saturation, hsv[..., 2:]], axis=-1))
     mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
-    x = (x - mean) * (0.7 + 0.6 * r[..., 2:3]) + mean + (r[..., 3:4] - 0.5) * 0.3
-    grey = tf.random.stateless_uniform([n, 1, 1, 1], grey_seed) < 0.1
+    low, high = recipe.CONTRAST
+    x = (x - mean) * (low + (high - low) * r[..., 2:3]) + mean + (r[..., 3:4] - 0.5) * 0.3
+    grey = tf.random.stateless_uniform([n, 1, 1, 1], grey_seed) < recipe.GREYSCALE_SHARE
     x = tf.where(grey, tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(x)), x)
     return tf.clip_by_value(x, 0.0, 1.0) * 255.0
 
@@ -98,8 +101,9 @@ def _jpeg_reencode(x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """A quarter of the images re-encoded as JPEG (quality 30..95), as Commons re-uploads are."""
     n = tf.shape(x)[0]
     seeds = tf.random.experimental.stateless_split(seed, 2)
-    apply = tf.random.stateless_uniform([n], seeds[0]) < 0.25
-    quality = tf.random.stateless_uniform([n], seeds[1], 30, 96, dtype=tf.int32)
+    apply = tf.random.stateless_uniform([n], seeds[0]) < recipe.JPEG_SHARE
+    lowest, highest = recipe.JPEG_QUALITIES
+    quality = tf.random.stateless_uniform([n], seeds[1], lowest, highest + 1, dtype=tf.int32)
 
     def one(args):
         img, do, q = args
