@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model_server.logo_detection.inference.model_file import INPUT_SIZE
+from model_server.logo_detection.model_contract import INPUT_SIZE
 
 
 def naive_predict(keras_model, images: list[bytes]) -> np.ndarray:

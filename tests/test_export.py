@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.harness.server_process import DEFAULT_MODEL, ServerProcess, run_to_exit
-from model_server.logo_detection.inference.model_file import (
+from model_server.logo_detection.model_contract import (
     ModelFileError,
     describe_model,
     file_sha256,

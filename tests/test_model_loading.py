@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.harness.server_process import DEFAULT_MODEL, run_to_exit
-from model_server.logo_detection.inference.model_file import ModelFileError, resolve_model_file
+from model_server.logo_detection.model_contract import ModelFileError, resolve_model_file
 from model_server.logo_detection.tf.architecture import build_classifier
 from model_server.logo_detection.tf.keras_model import load_model
 

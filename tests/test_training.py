@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from bench.harness.server_process import DEFAULT_MODEL, REPO_ROOT, ServerProcess, free_port
-from model_server.logo_detection.inference.model_file import file_sha256
+from model_server.logo_detection.model_contract import file_sha256
 from training import data
 
 from .tiny_dataset import add_source_copy, encode, make_tiny_dataset

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from model_server.logo_detection.inference.model_file import INPUT_SIZE
+from model_server.logo_detection.model_contract import INPUT_SIZE
 from training import recipe
 
 

@@ -29,7 +29,7 @@ import PIL
 from PIL import Image, features
 
 from model_server.logo_detection.decoding import image_to_model_input
-from model_server.logo_detection.inference.model_file import DEFAULT_CLASS_NAMES, INPUT_SIZE
+from model_server.logo_detection.model_contract import DEFAULT_CLASS_NAMES, INPUT_SIZE
 from training.progress import progress
 
 CLASS_NAMES = list(DEFAULT_CLASS_NAMES)  # index 1 = logo, as the production model

@@ -23,7 +23,7 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from model_server.logo_detection.inference.model_file import file_sha256
+from model_server.logo_detection.model_contract import file_sha256
 
 # What training imports that the lent GPU machines lack (their package list: PyTorch, JAX,
 # numpy, Pillow, h5py, scikit-learn, tqdm, rich, absl-py... but no Keras): Keras and its namex

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 from sklearn import metrics as skm
 
-from model_server.logo_detection.inference.model_file import INPUT_SIZE, file_sha256
+from model_server.logo_detection.model_contract import INPUT_SIZE, file_sha256
 from model_server.logo_detection.tf import library_versions
 from training import data
 from training.paths import repo_relative

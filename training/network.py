@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import keras
 
-from model_server.logo_detection.inference.model_file import DEFAULT_CLASS_NAMES
+from model_server.logo_detection.model_contract import DEFAULT_CLASS_NAMES
 
 BACKBONE_NAME = "efficientnetv2_b0"
 

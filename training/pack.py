@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from model_server.logo_detection.inference.model_file import INPUT_SIZE, file_sha256
+from model_server.logo_detection.model_contract import INPUT_SIZE, file_sha256
 from training import data
 from training.progress import progress
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from model_server.logo_detection.inference.model_file import INPUT_SIZE
+from model_server.logo_detection.model_contract import INPUT_SIZE
 from training import recipe
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from model_server.logo_detection.inference.model_file import INPUT_SIZE
+from model_server.logo_detection.model_contract import INPUT_SIZE
 from training import data, distribution, metadata
 from training.batches import Batches
 from training.network import build_backbone, build_network

@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from model_server.logo_detection.inference.model_file import file_sha256
+from model_server.logo_detection.model_contract import file_sha256
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO_ROOT / "models" / "logo_detection.keras"

@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     from .decoding import warm_up_decoding
     from .inference.backend import warm_up
     from .inference.batching import MicroBatcher
-    from .inference.model_file import ModelFileError, describe_model
     from .model import LogoDetectionModel
+    from .model_contract import ModelFileError, describe_model
 
     # Decoding refuses an image over MAX_IMAGE_PIXELS from its header, before any pixel is
     # decoded, in every format. Pillow's process-wide guard (a fixed ~89 MP, an error past twice

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .inference.backend import BackendChoice, InferenceBackend
-from .inference.model_file import ModelFile, ModelFileError
+from .model_contract import ModelFile, ModelFileError
 
 
 def load_backend(

@@ -14,7 +14,7 @@ from prometheus_client import Counter, Gauge, Histogram, Info
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import ErrorType
-from .inference.model_file import ModelFile
+from .model_contract import ModelFile
 
 PREFIX = "logo_detection"
 SCORED = "scored"

@@ -27,7 +27,7 @@ from .decoding import DecodeLimits, SvgLimits, image_to_model_input
 from .errors import ErrorType, ImageError
 from .fetch import ImageFetcher
 from .inference.batching import BatchResult, MicroBatcher
-from .inference.model_file import ModelFile
+from .model_contract import ModelFile
 from .settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import ErrorType, ImageError, undecodable
-from ..inference.model_file import INPUT_SIZE  # the model's side of the contract
+from ..model_contract import INPUT_SIZE  # the model's side of the contract
 from .bmp import decode_bmp, read_bmp_header
 from .gif import decode_gif, read_gif_layout
 from .jpeg import check_scan_count, decode_jpeg, read_jpeg_layout

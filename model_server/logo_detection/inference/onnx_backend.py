@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..decoding import INPUT_SIZE
-from .model_file import ModelFileError
+from ..model_contract import ModelFileError
 
 
 class OnnxRuntimeBackend:

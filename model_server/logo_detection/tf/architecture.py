@@ -10,7 +10,7 @@ import keras
 import keras_cv
 
 # model_file, not decoding: the legacy-stack test loads this module without Pillow.
-from ..inference.model_file import DEFAULT_CLASS_NAMES
+from ..model_contract import DEFAULT_CLASS_NAMES
 
 EFFICIENTNETV2_B0_CONFIG = {
     "width_coefficient": 1.0,

@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 
 from ..decoding import INPUT_SIZE
-from ..inference.model_file import ModelFileError, file_sha256
 from ..inference.onnx_backend import OnnxRuntimeBackend
+from ..model_contract import ModelFileError, file_sha256
 from . import library_versions
 from .keras_model import LoadedModel, TensorFlowBackend, load_model
 from .onnx_conversion import export_onnx

@@ -12,8 +12,8 @@ import numpy as np
 import tensorflow as tf
 
 from ..inference.backend import BackendChoice, InferenceBackend
-from ..inference.model_file import ModelFile, ModelFileError, describe_model
 from ..inference.onnx_backend import OnnxRuntimeBackend
+from ..model_contract import ModelFile, ModelFileError, describe_model
 from .keras_file import read_keras_file
 from .onnx_conversion import INPUT_SPEC, cached_onnx_file
 from .parity import PARITY_TOLERANCE, fastest, max_score_difference, parity_batches

@@ -21,7 +21,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from ..decoding import INPUT_SIZE
-from ..inference.model_file import file_sha256
+from ..model_contract import file_sha256
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,10 @@
-"""Find the model file MODEL_PATH names, read the JSON beside it, and learn its class order.
+"""The model contract: the input size, the class order, the JSON beside a model file, the file's
+hash and the model's version; and which file MODEL_PATH names.
 
 A model is an exported `.onnx` file (what the production image serves, with ONNX Runtime only)
-or a `.keras` file (served by the full install, which has TensorFlow). Nothing here imports
-TensorFlow: this module decides what to load, `backend_loader.load_backend` loads it.
+or a `.keras` file (served by the full install, converted at start). Decoding, inference,
+metrics, training, bench and the offline `keras_export` package all read the contract here, so
+this module is a leaf: it imports nothing else from the package (tests/test_layout.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ INPUT_SIZE = 224  # the model takes (N, 224, 224, 3) float32 pixels in 0..255
 DEFAULT_CLASS_NAMES = ("out_of_domain", "logo")  # the production model's output order
 REQUIRED_CLASSES = ("logo", "out_of_domain")
 MODEL_SUFFIXES = (".onnx", ".keras")  # in order of preference when a directory holds both
+VERSION_KEY = "version"  # the model's version in its JSON, e.g. training's UTC "20240417132942"
+HASH_VERSION_DIGITS = 12  # a model whose JSON records no version is named by its hash's prefix
 
 
 class ModelFileError(RuntimeError):
@@ -37,6 +41,21 @@ class ModelFile:
     @property
     def is_onnx(self) -> bool:
         return self.path.suffix == ".onnx"
+
+    @property
+    def version(self) -> str:
+        """Which model scores: what its JSON records, else its sha256's first 12 hex digits."""
+        return model_version(self.metadata, self.sha256)
+
+
+def model_version(metadata: dict, sha256: str) -> str:
+    """The version a model's JSON records under "version" (training writes a UTC timestamp such
+    as 20240417132942, export carries it over), else the first 12 hex digits of the file's
+    sha256: two models live at once (a rolling update) are told apart either way."""
+    recorded = metadata.get(VERSION_KEY)
+    if isinstance(recorded, str | int) and not isinstance(recorded, bool) and str(recorded).strip():
+        return str(recorded).strip()
+    return sha256[:HASH_VERSION_DIGITS]
 
 
 def file_sha256(path: Path) -> str:
