@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model_server.logo_detection.inference.batching import MicroBatcher
+from model_server.logo_detection.inference.batching import (
+    BatcherClosed,
+    MicroBatcher,
+    WorkerDied,
+)
 
 from .conftest import instance, post_predict
 from .image_corpus import encode, flat_png, photo_like
@@ -26,6 +30,21 @@ class MeanColourBackend:
             raise ValueError(f"the model takes (N, 224, 224, 3), not {batch.shape}")
         logo = batch.mean(axis=(1, 2, 3)) / 255.0
         return np.stack([1.0 - logo, logo], axis=1).astype(np.float32)
+
+
+class DropsAScoreOnce(MeanColourBackend):
+    """A broken backend: its first pass answers with one score fewer than it was given images,
+    which the worker cannot route to its requests; later passes are right."""
+
+    name = "drops-a-score-once"
+
+    def __init__(self) -> None:
+        self.passes = 0
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        self.passes += 1
+        scores = super().predict(batch)
+        return scores[:-1] if self.passes == 1 else scores
 
 
 @pytest.fixture
@@ -92,6 +111,44 @@ async def test_a_failing_pass_fails_only_its_requests(backend):
     assert isinstance(failed, Exception)
     assert first.scores.shape == last.scores.shape == (2, 2)
     assert after.scores.shape == (1, 2)  # the worker survived the failure
+
+
+async def test_a_worker_that_dies_fails_what_it_held_and_queued_then_is_replaced():
+    """The first request's pass gets one score too few and the worker dies: that request and
+    the one queued behind it fail with WorkerDied (none waits forever), and a fresh worker
+    answers the next request. The wait_for is a guard against a hang, not a timing."""
+    backend = DropsAScoreOnce()
+    batcher = MicroBatcher(backend, max_batch_size=2)
+    try:
+        first, queued = await asyncio.wait_for(
+            asyncio.gather(
+                batcher.predict(distinct_images(2, 6)),  # fills the first pass
+                batcher.predict(distinct_images(1, 7)),  # queued behind it
+                return_exceptions=True,
+            ),
+            timeout=600,
+        )
+        assert isinstance(first, WorkerDied) and isinstance(queued, WorkerDied), (first, queued)
+        assert "1 scores for 2 images" in str(first.__cause__)
+        assert batcher.restarts == 1 and batcher.healthy()
+        images = distinct_images(2, 8)
+        after = await asyncio.wait_for(batcher.predict(images), timeout=600)
+    finally:
+        await batcher.close()
+    assert np.abs(after.scores - MeanColourBackend().predict(images)).max() <= 1e-6
+    assert backend.passes == 2  # the queued request was failed, not run by the new worker
+
+
+async def test_a_closed_batcher_is_unhealthy_and_refuses_work(backend):
+    batcher = MicroBatcher(backend)
+    assert batcher.healthy()  # no worker yet: it starts with the first request
+    await batcher.predict(distinct_images(1, 9))
+    assert batcher.healthy()
+    await batcher.close()
+    assert not batcher.healthy()
+    with pytest.raises(BatcherClosed):
+        await batcher.predict(distinct_images(1, 10))
+    assert batcher.restarts == 0  # closing is not a death
 
 
 async def test_waiting_for_stragglers_joins_them_to_the_pass(backend):

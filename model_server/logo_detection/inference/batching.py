@@ -12,6 +12,15 @@ that is not yet full, until they fill it or `max_wait_s` has passed.
 A job with more images than `max_batch_size` is cut into even consecutive chunks: a pass never
 exceeds the cap, which bounds the activation memory (on CPU, per-image cost is nearly flat
 beyond a few images, so bigger passes would buy little).
+
+The worker is supervised, so no request ever waits on a worker that is gone. A backend that
+raises fails the requests of that pass only, and the worker goes on. Anything else that ends the
+worker (a backend that answers with another number of scores than it was given images, which
+the worker cannot route, or a bug) is caught by the supervisor when the task ends: it logs the
+traceback, fails every job the worker held or that was queued with `WorkerDied` (the model
+answers `internal_error` for those images), and starts a fresh worker at once for the jobs that
+come next. `healthy()` is false from the worker's end until its replacement runs, and after
+`close()`.
 """
 
 from __future__ import annotations
@@ -64,6 +73,14 @@ class BatchResult:
         )
 
 
+class WorkerDied(RuntimeError):
+    """The batcher's worker ended while this job was held or queued; it was not scored."""
+
+
+class BatcherClosed(RuntimeError):
+    """The batcher was closed (the server is stopping): it scores nothing more."""
+
+
 @dataclass
 class _Job:
     images: np.ndarray
@@ -78,14 +95,19 @@ class MicroBatcher:
         self.backend = backend
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
+        self.restarts = 0  # workers the supervisor replaced (each one logged with its traceback)
         self._pending: collections.deque[_Job] = collections.deque()
+        self._held: list[_Job] = []  # taken from the queue by the worker, not yet delivered
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
+        self._closed = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
 
     async def predict(self, images: np.ndarray) -> BatchResult:
         """Scores for these images (the predictor sends one at a time), computed in forward
         passes shared with whatever else is queued."""
+        if self._closed:
+            raise BatcherClosed("the micro-batcher is closed")
         if len(images) == 0:
             return BatchResult.combine([])
         self._ensure_worker()
@@ -101,7 +123,13 @@ class MicroBatcher:
                 job.future.cancel()
         return results[0] if len(results) == 1 else BatchResult.combine(results)
 
+    def healthy(self) -> bool:
+        """Whether a request given now would be scored: not closed, and a worker is running (or
+        none has been needed yet: it starts with the first request)."""
+        return not self._closed and (self._worker is None or not self._worker.done())
+
     async def close(self) -> None:
+        self._closed = True
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
@@ -109,12 +137,41 @@ class MicroBatcher:
         self._executor.shutdown(wait=True)
 
     def _ensure_worker(self) -> None:
-        if self._worker is None:
+        if self._worker is None or self._worker.done():
+            self._start_worker()
+
+    def _start_worker(self) -> None:
+        if self._wakeup is None:
             self._wakeup = asyncio.Event()
-            # A fresh context: the worker serves every request, not the one that started it.
-            self._worker = asyncio.create_task(
-                self._run(), name="micro-batcher", context=contextvars.Context()
-            )
+        # A fresh context: the worker serves every request, not the one that started it.
+        self._worker = asyncio.create_task(
+            self._run(), name="micro-batcher", context=contextvars.Context()
+        )
+        self._worker.add_done_callback(self._worker_ended)
+
+    def _worker_ended(self, worker: asyncio.Task) -> None:
+        """The supervisor: a worker only ends by `close()` (cancelled). Any other end fails the
+        jobs it held and those queued, which no worker would otherwise answer, then starts a
+        fresh worker for the jobs to come."""
+        if worker.cancelled() or worker is not self._worker:
+            return
+        error = worker.exception() or RuntimeError("the worker returned")
+        orphans = [*self._held, *self._pending]
+        self._held = []
+        self._pending.clear()
+        logger.error(
+            "The micro-batcher's worker died; failing %d queued image(s) and restarting it",
+            sum(len(job.images) for job in orphans),
+            exc_info=error,
+        )
+        for job in orphans:
+            if not job.future.done():
+                died = WorkerDied(f"the micro-batcher's worker died: {error!r}")
+                died.__cause__ = error
+                job.future.set_exception(died)
+        self.restarts += 1
+        if not self._closed:
+            self._start_worker()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -138,11 +195,13 @@ class MicroBatcher:
                     for job in jobs:
                         if not job.future.done():
                             job.future.set_exception(error)
+                    self._held = []
                     continue
                 inference_ms = (time.perf_counter() - started) * 1000
                 metrics.FORWARD_PASS_SECONDS.observe(inference_ms / 1000)
                 metrics.FORWARD_PASS_IMAGES.observe(len(scores))
                 self._deliver(jobs, scores, inference_ms)
+                self._held = []
 
     async def _linger(self, deadline: float) -> None:
         """Wait for stragglers until the queued images fill a pass or the deadline passes;
@@ -160,9 +219,11 @@ class MicroBatcher:
         return sum(len(job.images) for job in self._pending)
 
     def _take_batch(self) -> list[_Job]:
-        """Whole jobs in arrival order, up to the cap. Jobs whose client has gone away
-        (cancelled) are dropped rather than computed."""
+        """Whole jobs in arrival order, up to the cap, held until delivered (so the supervisor
+        can fail them if the worker dies). Jobs whose client has gone away (cancelled) are
+        dropped rather than computed."""
         jobs: list[_Job] = []
+        self._held = jobs
         size = 0
         while self._pending:
             job = self._pending[0]
@@ -175,8 +236,14 @@ class MicroBatcher:
             size += len(job.images)
         return jobs
 
-    @staticmethod
-    def _deliver(jobs: list[_Job], scores: np.ndarray, inference_ms: float) -> None:
+    def _deliver(self, jobs: list[_Job], scores: np.ndarray, inference_ms: float) -> None:
+        """Each job's slice of the pass's scores. Scores that do not match the images one to one
+        cannot be routed: that ends the worker (see the module's docstring)."""
+        images = sum(len(job.images) for job in jobs)
+        if len(scores) != images:
+            raise ValueError(
+                f"the {self.backend.name} backend returned {len(scores)} scores for {images} images"
+            )
         forward_pass = ForwardPass(inference_ms, len(scores))
         offset = 0
         for job in jobs:
