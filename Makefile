@@ -75,7 +75,7 @@ MODEL ?= models/logo_detection.keras
 EXPORT_DIR ?= build/export
 
 export: $(INSTALLED) ## Export MODEL (.keras) to ONNX + JSON in EXPORT_DIR, checked against TensorFlow
-	$(PY) -m model_server.logo_detection.tf.export $(MODEL) --out-dir $(EXPORT_DIR)
+	$(PY) -m keras_export $(MODEL) --out-dir $(EXPORT_DIR)
 
 TRAINING_DATA ?= build/training-data
 TRAIN_OUT ?= build/training-run

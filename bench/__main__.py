@@ -92,7 +92,7 @@ def main() -> int:
     logging.getLogger("model_server").setLevel(logging.INFO)
     settings = Settings()
     cpu_count = effective_cpu_count(settings.cpu_threads)
-    from model_server.logo_detection.tf.keras_model import (
+    from keras_export.keras_model import (
         TensorFlowBackend,
         configure_threads,
         load_model,

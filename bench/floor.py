@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from keras_export.parity import parity_batches
 from model_server.logo_detection.decoding import image_to_model_input
 from model_server.logo_detection.inference.backend import InferenceBackend
-from model_server.logo_detection.tf.parity import parity_batches
 
 from .naive import naive_predict
 

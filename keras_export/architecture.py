@@ -9,8 +9,8 @@ from __future__ import annotations
 import keras
 import keras_cv
 
-# model_file, not decoding: the legacy-stack test loads this module without Pillow.
-from ..model_contract import DEFAULT_CLASS_NAMES
+# The contract, not decoding: the legacy-stack test loads this module without Pillow.
+from model_server.logo_detection.model_contract import DEFAULT_CLASS_NAMES
 
 EFFICIENTNETV2_B0_CONFIG = {
     "width_coefficient": 1.0,

@@ -1,9 +1,11 @@
 """Export a `.keras` model to ONNX once, for the production image (which has no TensorFlow).
 
-    python -m model_server.logo_detection.tf.export MODEL.keras [--out-dir DIR]
+    python -m keras_export MODEL.keras [--out-dir DIR]      (or: make export MODEL=...)
 
-writes `DIR/<name>.onnx` and `DIR/<name>.json`: the class order, input size, the sha256 of both
-files, library versions and the largest score difference against TensorFlow on fixed images.
+writes `DIR/<name>.onnx` and `DIR/<name>.json`: the class order, input size, the model's version
+(carried over from the `.keras` file's JSON, else its hash prefix, so both files answer with the
+same one), the sha256 of both files, library versions and the largest score difference against
+TensorFlow on fixed images.
 A model whose ONNX scores differ from TensorFlow's by more than the tolerance is refused and
 nothing is written. Publish both files next to the `.keras` file (see the README).
 """
@@ -18,10 +20,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..decoding import INPUT_SIZE
-from ..inference.onnx_backend import OnnxRuntimeBackend
-from ..model_contract import ModelFileError, file_sha256
-from . import library_versions
+from model_server.logo_detection.inference.onnx_backend import OnnxRuntimeBackend
+from model_server.logo_detection.model_contract import (
+    INPUT_SIZE,
+    VERSION_KEY,
+    ModelFileError,
+    file_sha256,
+    library_versions,
+    model_version,
+)
+
 from .keras_model import LoadedModel, TensorFlowBackend, load_model
 from .onnx_conversion import export_onnx
 from .parity import PARITY_TOLERANCE, max_score_difference, parity_batches
@@ -41,6 +49,7 @@ def sidecar(loaded: LoadedModel, onnx_file: Path, difference: float, tolerance: 
     return {
         "class_names": list(loaded.class_names),
         "input_size": [INPUT_SIZE, INPUT_SIZE, 3],
+        VERSION_KEY: model_version(loaded.metadata, loaded.sha256),
         "onnx": {"file": onnx_file.name, "sha256": file_sha256(onnx_file)},
         "source": {
             "file": loaded.path.name,
@@ -94,7 +103,7 @@ def export_model(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m model_server.logo_detection.tf.export",
+        prog="python -m keras_export",
         description="Export a .keras model to ONNX (+ JSON) for the production image.",
     )
     parser.add_argument("model", type=Path, help="a .keras file, or a directory holding one")

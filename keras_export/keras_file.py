@@ -1,19 +1,14 @@
-"""Reading a `.keras` file on whichever Keras backend is active.
-
-Training writes plain-Keras files, which any backend loads. The production file is a KerasCV
-`ImageClassifier`: its classes are registered by importing KerasCV, which needs TensorFlow, so
-that happens on the TensorFlow backend only (the full install, where export and serving run).
-"""
+"""Reading a `.keras` file for export and conversion: the production file is a KerasCV
+`ImageClassifier`, whose classes are registered by importing KerasCV (TensorFlow backend)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import keras
+import keras_cv  # noqa: F401  (registers KerasCV classes for deserialization)
+
 
 def read_keras_file(path: Path):
-    """The keras.Model saved in a `.keras` file, uncompiled (serving and training load alike)."""
-    import keras
-
-    if keras.config.backend() == "tensorflow":
-        import keras_cv  # noqa: F401  (registers KerasCV classes for deserialization)
+    """The keras.Model saved in a `.keras` file, uncompiled (conversion and serving alike)."""
     return keras.saving.load_model(path, compile=False)

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ..inference.backend import BackendChoice, InferenceBackend
-from ..inference.onnx_backend import OnnxRuntimeBackend
-from ..model_contract import ModelFile, ModelFileError, describe_model
+from model_server.logo_detection.inference.backend import BackendChoice, InferenceBackend
+from model_server.logo_detection.inference.onnx_backend import OnnxRuntimeBackend
+from model_server.logo_detection.model_contract import ModelFile, ModelFileError, describe_model
+
 from .keras_file import read_keras_file
 from .onnx_conversion import INPUT_SPEC, cached_onnx_file
 from .parity import PARITY_TOLERANCE, fastest, max_score_difference, parity_batches

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from ..decoding import INPUT_SIZE
-from ..model_contract import file_sha256
+from model_server.logo_detection.model_contract import INPUT_SIZE, file_sha256
 
 logger = logging.getLogger(__name__)
 

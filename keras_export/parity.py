@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 
-from ..decoding import INPUT_SIZE
-from ..inference.backend import InferenceBackend
+from model_server.logo_detection.inference.backend import InferenceBackend
+from model_server.logo_detection.model_contract import INPUT_SIZE
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 from bench.harness.server_process import DEFAULT_MODEL
-from model_server.logo_detection.tf.keras_model import LoadedModel, load_model
+from keras_export.keras_model import LoadedModel, load_model
 
 
 @functools.cache

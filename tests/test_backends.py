@@ -10,15 +10,15 @@ import pytest
 from onnx import numpy_helper
 
 from bench.harness.server_process import ServerProcess
-from model_server.logo_detection.decoding import image_to_model_input
-from model_server.logo_detection.inference.onnx_backend import OnnxRuntimeBackend
-from model_server.logo_detection.tf.keras_model import TensorFlowBackend, select_backend
-from model_server.logo_detection.tf.onnx_conversion import cache_path, cached_onnx_file
-from model_server.logo_detection.tf.parity import (
+from keras_export.keras_model import TensorFlowBackend, select_backend
+from keras_export.onnx_conversion import cache_path, cached_onnx_file
+from keras_export.parity import (
     PARITY_TOLERANCE,
     max_score_difference,
     parity_batches,
 )
+from model_server.logo_detection.decoding import image_to_model_input
+from model_server.logo_detection.inference.onnx_backend import OnnxRuntimeBackend
 
 from .conftest import instance, post_predict
 from .reference_model import reference_model

@@ -102,7 +102,7 @@ def test_a_keras_file_without_tensorflow_is_refused_with_what_to_do(tmp_path):
     blocked, _ = without_tensorflow(tmp_path)
     code, output = run_to_exit(DEFAULT_MODEL, **blocked)
     assert code == 2, output
-    assert "needs TensorFlow" in output and "tf.export" in output
+    assert "needs TensorFlow" in output and "make export MODEL=" in output
     assert "Traceback" not in output
 
 

@@ -1,6 +1,8 @@
-"""The layout shows the pipeline: no import cycle in `model_server/` or `training/`, and the units
-that stand alone do: the decoding package (what training shares with the server) and training's
-synthetic-data generators. Imports inside functions count."""
+"""The layout shows the pipeline: no import cycle in `model_server/`, `training/` or
+`keras_export/`; the server package imports no TensorFlow-side library at any depth (one seam
+reaches the offline `keras_export` package, lazily); the model contract is a leaf; no arrow runs
+back up; and the units that stand alone do: the decoding package (what training shares with the
+server) and training's synthetic-data generators. Imports inside functions count."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from bench.harness.server_process import REPO_ROOT
 
 SERVER_ROOT = REPO_ROOT / "model_server"
 TRAINING_ROOT = REPO_ROOT / "training"
+KERAS_EXPORT_ROOT = REPO_ROOT / "keras_export"
 
 
 def module_name(path: Path) -> str:
@@ -45,7 +48,7 @@ def imported_names(path: Path) -> set[str]:
 def our_files() -> dict[str, Path]:
     return {
         module_name(path): path
-        for root in (SERVER_ROOT, TRAINING_ROOT)
+        for root in (SERVER_ROOT, TRAINING_ROOT, KERAS_EXPORT_ROOT)
         for path in root.rglob("*.py")
     }
 
@@ -95,9 +98,13 @@ def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": set(), "c": {"a"}}) is None
 
 
-def test_no_import_cycle_in_the_server_or_training():
+def test_no_import_cycle_in_the_server_training_or_the_export_tools():
     graph = import_graph()
-    assert {"model_server.logo_detection.decoding.model_input", "training.prepare"} <= set(graph)
+    assert {
+        "model_server.logo_detection.decoding.model_input",
+        "training.prepare",
+        "keras_export.export",
+    } <= set(graph)
     assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph))}"
 
 
@@ -140,3 +147,122 @@ def test_a_standalone_unit_imports_nothing_it_must_not(unit, forbidden):
             assert imported != forbidden and not imported.startswith(forbidden + "."), (
                 f"{name} imports {imported}"
             )
+
+
+def imports_of(module: str, prefix: str) -> set[str]:
+    """The modules under `prefix` that `module` imports (itself and its parents aside)."""
+    parents = {".".join(module.split(".")[:end]) for end in range(1, module.count(".") + 2)}
+    return {
+        name
+        for name in import_graph()[module] - parents
+        if name == prefix or name.startswith(prefix + ".")
+    }
+
+
+PACKAGE = "model_server.logo_detection"
+# The one module of the server that reaches the offline package, inside a function.
+KERAS_SEAM = f"{PACKAGE}.keras_conversion"
+TENSORFLOW_SIDE = ("tensorflow", "keras", "keras_cv", "tf2onnx", "onnx", "tf_keras", "keras_export")
+
+
+def server_graph() -> dict[str, set[str]]:
+    """The server package's import graph, less the seam's lazy arrow to keras_export."""
+    return {
+        name: {
+            edge for edge in edges if not (name == KERAS_SEAM and edge.startswith("keras_export"))
+        }
+        for name, edges in import_graph().items()
+        if name.startswith("model_server")
+    }
+
+
+def test_the_server_package_imports_no_tensorflow_side_library_at_any_depth():
+    """No server module imports any of them, nor a module of ours outside model_server/ that
+    could (the seam's lazy import of keras_export aside): so at no depth does one."""
+    files = our_files()
+    graph = server_graph()
+    assert KERAS_SEAM in graph and f"{PACKAGE}.backend_loader" in graph
+    for name, edges in sorted(graph.items()):
+        outside = {edge for edge in edges if not edge.startswith("model_server")}
+        assert not outside, f"{name} imports {outside} from outside the server package"
+        for imported in imported_names(files[name]):
+            if name == KERAS_SEAM and imported.split(".")[0] == "keras_export":
+                continue
+            assert imported.split(".")[0] not in TENSORFLOW_SIDE, f"{name} imports {imported}"
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """What a module imports at its top level (not inside a function)."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names.add(node.module or "")
+    return names
+
+
+def test_the_seam_reaches_the_offline_package_lazily_and_nothing_else_does():
+    files = our_files()
+    seam = imported_names(files[KERAS_SEAM])
+    assert any(name.startswith("keras_export.") for name in seam)
+    assert not any(name.startswith("keras_export") for name in top_level_imports(files[KERAS_SEAM]))
+    for name, path in files.items():
+        if name.startswith("model_server") and name != KERAS_SEAM:
+            assert not any(n.startswith("keras_export") for n in imported_names(path)), name
+
+
+def test_training_does_not_need_the_offline_package():
+    """Training on JAX or PyTorch needs neither TensorFlow nor keras_export."""
+    for name in (name for name in import_graph() if name.startswith("training")):
+        assert not imports_of(name, "keras_export"), f"{name} imports keras_export"
+
+
+CONTRACT = f"{PACKAGE}.model_contract"
+
+
+def test_the_model_contract_is_a_leaf():
+    graph = import_graph()
+    assert graph[CONTRACT] <= {"model_server", PACKAGE}, graph[CONTRACT]  # its parents only
+    users = {name for name, edges in graph.items() if CONTRACT in edges}
+    for user in (
+        f"{PACKAGE}.decoding.model_input",
+        f"{PACKAGE}.inference.onnx_backend",
+        f"{PACKAGE}.metrics",
+        "training.metadata",
+        "keras_export.export",
+    ):
+        assert user in users, f"{user} does not read the contract from {CONTRACT}"
+
+
+# No arrow runs back up: a lower layer imports nothing from the layers that use it.
+NO_ARROW_BACK_UP = {
+    f"{PACKAGE}.decoding": [
+        f"{PACKAGE}.inference",
+        f"{PACKAGE}.fetch",
+        f"{PACKAGE}.metrics",
+        f"{PACKAGE}.model",
+    ],
+    # inference/batching imports metrics, so metrics must not import inference
+    f"{PACKAGE}.metrics": [f"{PACKAGE}.inference"],
+    CONTRACT: [PACKAGE + "."],
+}
+
+
+@pytest.mark.parametrize(
+    ("lower", "upper"),
+    [(lower, upper) for lower, uppers in NO_ARROW_BACK_UP.items() for upper in uppers],
+)
+def test_no_arrow_runs_back_up(lower, upper):
+    graph = server_graph()
+    modules = {name for name in graph if name == lower or name.startswith(lower + ".")}
+    assert modules, f"no modules under {lower}"
+    parents = {".".join(lower.split(".")[:end]) for end in range(1, lower.count(".") + 1)}
+    for name in sorted(modules):
+        for target in graph[name] - parents - modules:
+            is_under = (
+                target.startswith(upper)
+                if upper.endswith(".")
+                else (target == upper or target.startswith(upper + "."))
+            )
+            assert not is_under, f"{name} imports {target}"

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from bench.harness.server_process import REPO_ROOT, TEST_BUILD_DIR, ServerProcess
-from model_server.logo_detection.tf.keras_model import TensorFlowBackend, load_model
+from keras_export.keras_model import TensorFlowBackend, load_model
 
 from .conftest import instance, post_predict
 
@@ -82,7 +82,7 @@ def test_production_stack_file_loads_with_identical_outputs(legacy_model):
 
 
 def test_current_stack_file_round_trips(tmp_path):
-    from model_server.logo_detection.tf.architecture import build_classifier
+    from keras_export.architecture import build_classifier
 
     model = build_classifier()
     inputs = np.random.default_rng(3).uniform(0, 255, (2, 224, 224, 3)).astype(np.float32)

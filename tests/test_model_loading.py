@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from bench.harness.server_process import DEFAULT_MODEL, run_to_exit
+from keras_export.architecture import build_classifier
+from keras_export.keras_model import load_model
 from model_server.logo_detection.model_contract import ModelFileError, resolve_model_file
-from model_server.logo_detection.tf.architecture import build_classifier
-from model_server.logo_detection.tf.keras_model import load_model
 
 pytestmark = pytest.mark.slow  # TensorFlow, exports, conversions
 

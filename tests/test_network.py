@@ -17,7 +17,7 @@ def both_forms():
     """A KerasCV classifier with its initial weights, the 1-D ones (biases, batch-norm scales,
     offsets and statistics) perturbed so that they count, and the plain-Keras network given the
     same weights, in the same order."""
-    from model_server.logo_detection.tf.architecture import build_classifier
+    from keras_export.architecture import build_classifier
     from training.network import build_network
 
     kerascv, plain = build_classifier(), build_network()

@@ -16,10 +16,10 @@ import pytest
 import tensorflow as tf
 
 from bench.harness.server_process import DEFAULT_MODEL, REPO_ROOT
+from keras_export.keras_model import TensorFlowBackend, load_model
 from model_server.logo_detection.decoding import image_to_model_input, image_to_rgb
 from model_server.logo_detection.decoding.resize import resize_bilinear
 from model_server.logo_detection.errors import ImageError
-from model_server.logo_detection.tf.keras_model import TensorFlowBackend, load_model
 
 from .hostile_support import svg
 from .image_corpus import (

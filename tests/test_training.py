@@ -92,6 +92,9 @@ def test_train_writes_model_and_json(trained):
     assert info["class_names"] == ["out_of_domain", "logo"]
     assert info["input_size"] == [224, 224]
     assert info["sha256"] == file_sha256(trained)
+    # the version the server answers with: the UTC time the model was made, 20240417132942
+    created = info["created"].removesuffix("+00:00")
+    assert info["version"] == created.replace("-", "").replace(":", "").replace("T", "")
     assert info["data"]["counts"]["train"]
     assert "keras" in info["versions"] and "tensorflow" in str(info["versions"])
     assert 0.0 <= info["metrics"]["val"]["accuracy"] <= 1.0
@@ -146,7 +149,7 @@ def test_default_model_matches_its_json():
     info = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
     assert info["sha256"] == file_sha256(DEFAULT_MODEL)
     assert info["class_names"] == ["out_of_domain", "logo"]
-    from model_server.logo_detection.tf.keras_file import read_keras_file
+    from training.keras_file import read_keras_file
 
     model = read_keras_file(DEFAULT_MODEL)
     assert model.output_shape == (None, 2)

@@ -93,8 +93,11 @@ def test_jax_trained_model_exports_with_parity_and_serves(trained_on_jax, tmp_pa
     export_dir = tmp_path / "export"
     done = run_export(trained_on_jax, export_dir)
     assert done.returncode == 0, done.stderr[-3000:]
-    parity = json.loads((export_dir / "logo_detection.json").read_text())["export"]["parity"]
+    exported = json.loads((export_dir / "logo_detection.json").read_text())
+    parity = exported["export"]["parity"]
     assert parity["reference"] == "tensorflow" and parity["max_abs_diff"] <= 1e-5
+    trained = json.loads(trained_on_jax.with_suffix(".json").read_text())
+    assert exported["version"] == trained["version"]  # the export carries the version over
     logo = samples["Cambia_logo.png"]
     body = {"instances": [instance("Cambia_logo.png", logo), instance("broken.png", b"not a PNG")]}
     with ServerProcess(export_dir) as server:

@@ -1,7 +1,13 @@
 """Training tools (`python -m training`, see README.md).
 
-Imported before any `training.*` module: the TensorFlow package of the server sets KERAS_BACKEND
-(and TensorFlow's log level) there, before any module here imports Keras.
+Imported before any `training.*` module, so the Keras backend is chosen here, before any module
+here imports Keras: KERAS_BACKEND from the environment (TensorFlow, JAX or PyTorch), TensorFlow
+if unset. Training needs neither TensorFlow nor the `keras_export` package on JAX or PyTorch.
 """
 
-import model_server.logo_detection.tf  # noqa: F401
+import os
+
+# Keras 3 reads KERAS_BACKEND once, at its first import, and cannot switch backends afterwards.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# TensorFlow's C++ start-up chatter (INFO and WARNING), read once at `import tensorflow`.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

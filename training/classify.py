@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from model_server.logo_detection.decoding import image_to_model_input
-from model_server.logo_detection.tf.keras_file import read_keras_file
+from training.keras_file import read_keras_file
 from training.scores import score_model
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".svg"}

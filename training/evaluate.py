@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn import metrics as skm
 
-from model_server.logo_detection.tf.keras_file import read_keras_file
 from training import data
+from training.keras_file import read_keras_file
 from training.metadata import summary
 from training.paths import repo_relative
 from training.scores import score_model

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from sklearn import metrics as skm
 
-from model_server.logo_detection.tf.keras_file import read_keras_file
+from training.keras_file import read_keras_file
 from training import data
 from training.evaluate import per_source, worst
 from training.metadata import summary

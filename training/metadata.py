@@ -12,8 +12,12 @@ import keras
 import numpy as np
 from sklearn import metrics as skm
 
-from model_server.logo_detection.model_contract import INPUT_SIZE, file_sha256
-from model_server.logo_detection.tf import library_versions
+from model_server.logo_detection.model_contract import (
+    INPUT_SIZE,
+    VERSION_KEY,
+    file_sha256,
+    library_versions,
+)
 from training import data
 from training.paths import repo_relative
 
@@ -53,6 +57,7 @@ def summary(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> d
 
 
 def describe(data_dir: Path, counts: dict, training: dict, metrics: dict) -> dict:
+    created = datetime.now(UTC)
     prepared_from = data.prepared_from(data_dir)  # a folder's sources.json, or a pack's copy
     if prepared_from and prepared_from.get("source_dir"):
         prepared_from["source_dir"] = repo_relative(prepared_from["source_dir"])
@@ -69,7 +74,10 @@ def describe(data_dir: Path, counts: dict, training: dict, metrics: dict) -> dic
         "training": training,
         "metrics": metrics,
         "versions": versions(),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created": created.isoformat(timespec="seconds"),
+        # The model's version, which the server answers with (model_contract.model_version): the
+        # UTC time it was made, as Wikimedia names its model directories.
+        VERSION_KEY: created.strftime("%Y%m%d%H%M%S"),
     }
 
 

@@ -33,7 +33,7 @@ ONNX_CACHE_DIR = TEST_BUILD_DIR / "onnx-cache"  # the .keras path's conversion c
 
 def export_command(model: Path, out_dir: Path, *args: str) -> list[str]:
     """The real export tool, as a user runs it (needs the full install's TensorFlow)."""
-    command = [sys.executable, "-m", "model_server.logo_detection.tf.export", str(model)]
+    command = [sys.executable, "-m", "keras_export", str(model)]
     return [*command, "--out-dir", str(out_dir), *args]
 
 

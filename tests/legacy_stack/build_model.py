@@ -16,7 +16,7 @@ import keras
 import keras_cv
 import tensorflow as tf
 
-from model_server.logo_detection.tf.architecture import build_classifier
+from keras_export.architecture import build_classifier
 
 out = Path(sys.argv[2])
 keras.utils.set_random_seed(7)
