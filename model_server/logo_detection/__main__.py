@@ -49,12 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
     from . import http_limits, metrics
-    from .backend_loader import load_backend
-    from .decoding import warm_up_decoding
-    from .inference.backend import warm_up
-    from .inference.batching import MicroBatcher
     from .model import LogoDetectionModel
-    from .model_contract import ModelFileError, describe_model
+    from .model_contract import ModelFileError
+    from .readiness import report_models_in_server_readiness
 
     # Decoding refuses an image over MAX_IMAGE_PIXELS from its header, before any pixel is
     # decoded, in every format. Pillow's process-wide guard (a fixed ~89 MP, an error past twice
@@ -62,28 +59,23 @@ def main(argv: list[str] | None = None) -> int:
     # admits; the server owns its process and turns it off once, here, so its budget alone
     # decides, as before. Importing decoding leaves Pillow's guard to the importer (training).
     Image.MAX_IMAGE_PIXELS = None
+    model = LogoDetectionModel(settings, threads=cpu_count)
     try:
-        loaded = describe_model(settings.model_path, settings.class_names)
-        backend = load_backend(
-            loaded, settings.inference_backend, settings.onnx_cache_dir, threads=cpu_count
-        )
+        model.load()  # the model file, its warmed-up backend and the batcher: then ready
     except ModelFileError as error:
         logger.error("Cannot start: %s", error)
         return 2
-    warm_up(backend, settings.max_batch_size)
-    warm_up_decoding()
-    batcher = MicroBatcher(backend, settings.max_batch_size, settings.batch_max_wait_ms / 1000)
-    model = LogoDetectionModel(settings, loaded, batcher, decode_threads=cpu_count)
     http_limits.install(app, settings.max_request_bytes)
     app.add_middleware(metrics.RefusedRequestCounter)
     app.add_middleware(request_ids.RequestIdMiddleware)  # wraps ours: every line has the id
     logger.info(
-        "Serving %s from %s on port %d (%d CPU threads, backend %s)",
+        "Serving %s version %s from %s on port %d (%d CPU threads, backend %s)",
         settings.model_name,
-        loaded.path,
+        model.model_file.version,
+        model.model_file.path,
         settings.http_port,
         cpu_count,
-        backend.name,
+        model.batcher.backend.name,
     )
     server = kserve.ModelServer(
         http_port=settings.http_port,
@@ -92,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         grace_period=settings.shutdown_grace_period_s,
         **kserve_server_flags(flags),
     )
+    report_models_in_server_readiness(server)
     quiet_per_request_logs(flags.enable_latency_logging)  # after KServe configures logging
     server.start([model])
     return 0

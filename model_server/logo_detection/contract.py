@@ -147,10 +147,18 @@ def error_result(instance: Instance, error: ImageError) -> dict:
     return {"filename": instance.filename, "target": instance.target, "error": error.as_dict()}
 
 
+def predict_response(results: list[dict], model_version: str) -> dict:
+    """The answer: one result per instance, in order, and which model scored them (its JSON's
+    version, else its hash's prefix), so stored scores, caches and a rolling update's two
+    versions can be told apart."""
+    return {"predictions": results, "model_version": model_version}
+
+
 __all__ = [
     "Instance",
     "PredictRequest",
     "error_result",
     "parse_request",
+    "predict_response",
     "scored_result",
 ]

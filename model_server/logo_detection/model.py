@@ -5,6 +5,12 @@ decode thread pool, then join the micro-batcher's next forward pass, so a reques
 are scored while its others still decode. A failing instance becomes an error result in its
 slot; it never fails the request. The event loop only coordinates: decoding and inference run on
 threads.
+
+The model follows KServe's lifecycle: `__init__` only holds the settings; `load()` finds the model
+file, loads its backend, warms it up and starts the micro-batcher, and only then is the model
+ready (KServe registers only a ready model). `healthy()`, which KServe's readiness routes ask, is
+true while the model is loaded, not stopped, and its batcher would score a request; `stop()`
+makes it false at once and closes what `load()` and requests opened.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import asyncio
 import contextvars
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -22,12 +29,21 @@ from kserve import Model
 
 from . import metrics
 from .admission import ImageAdmission
-from .contract import Instance, PredictRequest, error_result, parse_request, scored_result
-from .decoding import DecodeLimits, SvgLimits, image_to_model_input
+from .backend_loader import load_backend
+from .contract import (
+    Instance,
+    PredictRequest,
+    error_result,
+    parse_request,
+    predict_response,
+    scored_result,
+)
+from .decoding import DecodeLimits, SvgLimits, image_to_model_input, warm_up_decoding
 from .errors import ErrorType, ImageError
 from .fetch import ImageFetcher
+from .inference.backend import InferenceBackend, warm_up
 from .inference.batching import BatchResult, MicroBatcher
-from .model_contract import ModelFile
+from .model_contract import ModelFile, describe_model
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -65,29 +81,61 @@ class _Timer:
         return (time.perf_counter() - self.started) * 1000
 
 
+BackendLoader = Callable[[ModelFile], InferenceBackend]
+
+
 class LogoDetectionModel(Model):
     def __init__(
-        self,
-        settings: Settings,
-        loaded: ModelFile,
-        batcher: MicroBatcher,
-        decode_threads: int,
+        self, settings: Settings, threads: int, backend_loader: BackendLoader | None = None
     ) -> None:
+        """Nothing is loaded here: `load()` does it. `threads` sizes the decode pool and the
+        backend's runtime; `backend_loader` turns the model file into a backend (by default
+        ONNX Runtime for an exported model, `backend_loader.load_backend`)."""
         super().__init__(settings.model_name)
         self.settings = settings
-        self.loaded = loaded
-        self.batcher = batcher
+        self.model_file: ModelFile | None = None
+        self.batcher: MicroBatcher | None = None
+        self._backend_loader = backend_loader or partial(
+            _settings_backend, settings=settings, threads=threads
+        )
         self.fetcher = ImageFetcher(settings)
         self.admission = ImageAdmission(settings.max_images_in_flight, settings.max_queue_wait_s)
         self.decode_limits = decode_limits(settings)
-        self._decode_threads = decode_threads
-        self._decode_pool = ThreadPoolExecutor(decode_threads, thread_name_prefix="decode")
+        self._decode_threads = threads
+        self._decode_pool = ThreadPoolExecutor(threads, thread_name_prefix="decode")
+        self._stopped = False
         # The event loop keeps only weak references to tasks: one nobody holds can be garbage
         # collected before it finishes. Ours are held here until done.
         self._background_tasks: set[asyncio.Task] = set()
-        metrics.track_gauges(lambda: self.admission.in_flight, batcher.queued_images)
-        metrics.record_model_info(settings.model_name, loaded, batcher.backend.name)
+
+    def load(self) -> bool:
+        """Find the model file, load and warm up its backend, start the micro-batcher: then the
+        model is ready. Raises ModelFileError (the message says what to do) for a model that
+        can't be served. Loads once: KServe calls `load()` again on a model that reports itself
+        unready, which must not load a second backend, nor bring back a stopped model."""
+        if self.batcher is not None or self._stopped:
+            return self.ready
+        model_file = describe_model(self.settings.model_path, self.settings.class_names)
+        backend = self._backend_loader(model_file)
+        warm_up(backend, self.settings.max_batch_size)
+        warm_up_decoding()
+        self.model_file = model_file
+        self.batcher = MicroBatcher(
+            backend, self.settings.max_batch_size, self.settings.batch_max_wait_ms / 1000
+        )
+        metrics.track_gauges(lambda: self.admission.in_flight, self.batcher.queued_images)
+        metrics.record_model_info(self.settings.model_name, model_file, backend.name)
         self.ready = True
+        return self.ready
+
+    def start(self) -> None:
+        """KServe calls this once the model is registered. The base class would mark the model
+        ready; here only `load()` does."""
+
+    async def healthy(self) -> bool:
+        """Readiness, as KServe's `/v1/models/<name>` and `/v2/health/ready` report it: loaded,
+        not stopped, and the micro-batcher would score a request now."""
+        return self.ready and self.batcher is not None and self.batcher.healthy()
 
     async def predict(self, payload, headers: dict[str, str] | None = None) -> dict:
         timer = _Timer()
@@ -165,7 +213,7 @@ class LogoDetectionModel(Model):
     def _response(
         self, request: PredictRequest, outcomes: list[_InstanceOutcome], timer: _Timer
     ) -> dict:
-        class_names = self.loaded.class_names
+        class_names = self.model_file.class_names
         results = []
         for instance, outcome in zip(request.instances, outcomes, strict=True):
             if outcome.error is not None:
@@ -173,7 +221,7 @@ class LogoDetectionModel(Model):
                 continue
             scores = dict(zip(class_names, outcome.scored.scores[0], strict=True))
             results.append(scored_result(instance, scores, TARGET_CLASS))
-        response: dict = {"predictions": results}
+        response = predict_response(results, self.model_file.version)
         if request.debug:
             scored = BatchResult.combine([o.scored for o in outcomes if o.scored is not None])
             response["latency"] = {
@@ -187,8 +235,10 @@ class LogoDetectionModel(Model):
         return response
 
     def stop(self) -> None:
-        """Called by KServe at shutdown: close the HTTP session and worker threads."""
+        """Called by KServe at shutdown: unready at once, then close the HTTP session, the
+        micro-batcher and the worker threads."""
         super().stop()
+        self._stopped = True
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -199,6 +249,10 @@ class LogoDetectionModel(Model):
             task.add_done_callback(self._background_task_done)
         self._decode_pool.shutdown(wait=False, cancel_futures=True)
 
+    async def wait_closed(self) -> None:
+        """Wait until what `stop()` started closing is closed."""
+        await asyncio.gather(*self._background_tasks)
+
     def _background_task_done(self, task: asyncio.Task) -> None:
         """Drop our reference; log the failure nobody awaits the task to see."""
         self._background_tasks.discard(task)
@@ -207,4 +261,10 @@ class LogoDetectionModel(Model):
 
     async def _close(self) -> None:
         await self.fetcher.close()
-        await self.batcher.close()
+        if self.batcher is not None:
+            await self.batcher.close()
+
+
+def _settings_backend(model_file: ModelFile, settings: Settings, threads: int) -> InferenceBackend:
+    """The backend the settings ask for (INFERENCE_BACKEND, ONNX_CACHE_DIR)."""
+    return load_backend(model_file, settings.inference_backend, settings.onnx_cache_dir, threads)

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL_PATH = REPO_ROOT / "models" / "logo_detection.keras"
+DEFAULT_MODEL_PATH = REPO_ROOT / "models" / "logo_detection.onnx"  # its .keras, exported
 MIB = 1024 * 1024
 
 CommaSeparated = Annotated[tuple[str, ...], NoDecode]
