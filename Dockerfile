@@ -1,4 +1,5 @@
-# The production image: ONNX Runtime serving an exported model, no TensorFlow (README, "Container").
+# The production image: ONNX Runtime serving an exported model, no TensorFlow
+# (docs/deploying.md#the-image).
 #   make image                              (deploy/container.sh build: base images, then this)
 #   docker run -p 8080:8080 logo-detection  serves the default model, exported while building
 #   docker run -p 8080:8080 -v DIR:/mnt/models:ro logo-detection   serves DIR's exported model

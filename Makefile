@@ -79,8 +79,9 @@ export: $(INSTALLED) ## Export MODEL (.keras) to ONNX + JSON in EXPORT_DIR, chec
 
 TRAINING_DATA ?= build/training-data
 TRAIN_OUT ?= build/training-run
-# The default model's recipe (G in training/README.md, chosen by leave-source-out runs and the
-# three samples): basic augmentation, flags and generated logos prepared but left out
+# The default model's recipe, G (chosen by leave-source-out runs and the three samples:
+# docs/experiments-2026-12.md#full-schedule-recipe-g-is-the-default-model): basic augmentation,
+# flags and generated logos prepared but left out
 RECIPE_EXCLUDE ?= out_of_domain/flag-icons,logo/generated-logos
 RECIPE ?= --augmentation basic --exclude $(RECIPE_EXCLUDE)
 TRAINING_PACK ?= build/training-data.pack

@@ -1,1 +1,1 @@
-"""Benchmark harness: `make bench` / `python -m bench --help` (see the README's Performance)."""
+"""Benchmark harness: `make bench` / `python -m bench --help` (bench/README.md)."""

@@ -7,7 +7,8 @@ writes `DIR/<name>.onnx` and `DIR/<name>.json`: the class order, input size, the
 same one), the sha256 of both files, library versions and the largest score difference against
 TensorFlow on fixed images.
 A model whose ONNX scores differ from TensorFlow's by more than the tolerance is refused and
-nothing is written. Publish both files next to the `.keras` file (see the README).
+nothing is written. Publish both files next to the `.keras` file
+(docs/deploying.md#publishing-a-model).
 """
 
 from __future__ import annotations

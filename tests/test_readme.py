@@ -39,7 +39,12 @@ from .conftest import SAMPLES_DIR
 README = REPO_ROOT / "README.md"
 # the Markdown files whose bash blocks are run or skipped with a reason
 DOCUMENTS = [README, *sorted((REPO_ROOT / "docs").glob("*.md")), REPO_ROOT / "bench" / "README.md"]
+# the documents whose links must lead somewhere: those above, the training how-to, the model card
+TRAINING_README = REPO_ROOT / "training" / "README.md"
+LINKED_DOCUMENTS = [*DOCUMENTS, TRAINING_README, REPO_ROOT / "models" / "MODEL_CARD.md"]
 README_MAX_LINES = 250
+# the training how-to; its experiments live in a dated docs/experiments-*.md page
+TRAINING_README_MAX_LINES = 150
 
 # command prefix -> why it is not run by this test (and what covers it instead)
 SKIPPED = {
@@ -351,6 +356,17 @@ def test_the_readme_stays_an_entry_point():
     )
 
 
+def test_the_training_readme_stays_a_how_to():
+    lines = len(TRAINING_README.read_text().splitlines())
+    assert lines <= TRAINING_README_MAX_LINES, (
+        f"training/README.md has {lines} lines; keep it at most {TRAINING_README_MAX_LINES} and "
+        "move measured runs to a dated docs/experiments-*.md page"
+    )
+    assert re.search(r"\]\(\.\./docs/experiments-[\d-]+\.md", TRAINING_README.read_text()), (
+        "training/README.md does not link its experiments page"
+    )
+
+
 def section(text: str, heading: str) -> str:
     """The text under a `## heading`, up to the next heading of that level."""
     match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
@@ -407,7 +423,9 @@ def test_heading_anchors_are_githubs():
     assert github_anchor("Logs and request_ids (v2)") == "logs-and-request_ids-v2"
 
 
-@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: str(path.relative_to(REPO_ROOT)))
+@pytest.mark.parametrize(
+    "document", LINKED_DOCUMENTS, ids=lambda path: str(path.relative_to(REPO_ROOT))
+)
 def test_every_relative_link_points_at_an_existing_file(document):
     name = document.relative_to(REPO_ROOT)
     for target in LINK.findall(prose(document.read_text())):

@@ -23,8 +23,9 @@ from training.pack import CODEC, pack
 
 from .tiny_dataset import make_tiny_dataset
 
-# Documented in training/README.md: 99% of the sample's images decode back within 5.6 of 255
-# (mean 1.5); the tiny set's noise "photos" are the codec's worst case.
+# Measured in docs/experiments-2026-12.md#packing-codec-size-and-fidelity: 99% of the sample's
+# images decode back within 5.6 of 255 (mean 1.5); the tiny set's noise "photos" are the codec's
+# worst case.
 WORST_IMAGE_ERROR = 6.0
 PREPARED_FROM = {"source_dir": "../shared/data", "seed": 1}
 

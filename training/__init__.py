@@ -1,4 +1,4 @@
-"""Training tools (`python -m training`, see README.md).
+"""Training tools (`python -m training`, see training/README.md).
 
 Imported before any `training.*` module, so the Keras backend is chosen here, before any module
 here imports Keras: KERAS_BACKEND from the environment (TensorFlow, JAX or PyTorch), TensorFlow

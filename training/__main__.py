@@ -13,7 +13,8 @@ DEFAULT_STAGES = "3x96:0.9,4x128:0.8,1x224:0.8"
 DEFAULT_STEPS_PER_EPOCH = 200
 DEFAULT_VALIDATION_STEPS = 25
 # AVIF quality of `pack`: ~3.6 KB an image, so the recipe's ~15.1k train+val images fit in the
-# 60 MiB a GPU job carries, at a mean error below JPEG quality 90's (training/README.md).
+# 60 MiB a GPU job carries, at a mean error below JPEG quality 90's
+# (docs/experiments-2026-12.md#packing-codec-size-and-fidelity).
 DEFAULT_PACK_QUALITY = 60
 
 

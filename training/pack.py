@@ -3,10 +3,11 @@
 A GPU job receives at most 64 MiB of files; the prepared folder is several hundred MB. What
 training reads of it is each file decoded to a 224x224 uint8 array (``data.load_arrays``, the
 server's own decoding), so the pack holds those arrays, not the files: each one compressed with
-AVIF at 4:4:4 chroma, which measured smallest for its error (README: "Packing the data for another
-machine"), in a zip (stored, not deflated: the images are compressed already) with a
-``manifest.json`` naming every entry's class, source, group, split and sha256. ``--data-dir``
-takes the pack wherever it takes a folder (``data.Pack`` reads it).
+AVIF at 4:4:4 chroma, which measured smallest for its error
+(docs/experiments-2026-12.md#packing-codec-size-and-fidelity), in a zip (stored, not deflated:
+the images are compressed already) with a ``manifest.json`` naming every entry's class, source,
+group, split and sha256. ``--data-dir`` takes the pack wherever it takes a folder (``data.Pack``
+reads it).
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "--http_port, --grpc_port, --enable_grpc, --model_name and --model_dir override the "
             "environment variables HTTP_PORT, GRPC_PORT, ENABLE_GRPC, MODEL_NAME and MODEL_PATH; "
-            "every other setting is an environment variable (see the README)."
+            "every other setting is an environment variable (see README.md#configuration)."
         ),
     )
     parser.add_argument(

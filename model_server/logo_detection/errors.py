@@ -6,7 +6,7 @@ from enum import StrEnum
 
 
 class ErrorType(StrEnum):
-    """The documented, stable set of per-instance error types (see README)."""
+    """The documented, stable set of per-instance error types (README.md#errors)."""
 
     FETCH_FAILED = "fetch_failed"  # network, DNS, TLS, timeout, non-2xx answer
     URL_NOT_ALLOWED = "url_not_allowed"  # scheme/host/port/address refused by policy

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the request path, on KServe's `/metrics` (see the README's table).
+"""Prometheus metrics of the request path, on KServe's `/metrics` (docs/monitoring.md#metrics).
 
 Everything lives in prometheus_client's default registry, the one KServe's `/metrics` route
 serves. Label values come from fixed sets only (input kinds, outcomes, HTTP statuses), never

@@ -1,5 +1,6 @@
-"""Every setting the server reads (documented in the README): environment variables, and for
-a few of them a command-line flag that wins over the environment (command_line.py)."""
+"""Every setting the server reads (documented in README.md#configuration): environment
+variables, and for a few of them a command-line flag that wins over the environment
+(command_line.py)."""
 
 from __future__ import annotations
 

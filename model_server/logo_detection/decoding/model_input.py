@@ -40,7 +40,7 @@ from .svg import SvgLimits, rasterize_svg
 
 @dataclass(frozen=True)
 class DecodeLimits:
-    """Bounds on the work one image may cause (see the README's security table)."""
+    """Bounds on the work one image may cause (the table in docs/security.md#security)."""
 
     max_pixels: int = 100_000_000  # width x height x frames, before decoding
     svg: SvgLimits = field(default_factory=SvgLimits)

@@ -1,7 +1,7 @@
 """ONNX Runtime backend: what the production image serves with, no TensorFlow needed.
 
-ONNX Runtime runs EfficientNetV2-B0 on CPU 1.4-3.5x faster than TensorFlow's graph executor
-(see the README's Performance section). The `.onnx` file comes from the export tool
+Why ONNX Runtime: docs/model.md#which-backend-serves-a-model-file, measured in
+docs/results.md#backends. The `.onnx` file comes from the export tool
 (`tf/export.py`, checked against TensorFlow when written) or, serving a `.keras` file in the
 full install, from the conversion cache (`tf/onnx_conversion.py`).
 """
