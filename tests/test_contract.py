@@ -21,6 +21,7 @@ from model_server.logo_detection.contract import (
     PredictRequest,
     error_result,
     parse_request,
+    predict_response,
     scored_result,
 )
 from model_server.logo_detection.errors import ErrorType, ImageError
@@ -316,6 +317,20 @@ def test_an_error_result_carries_type_and_message_and_no_scores():
         "target": "logo",
         "error": {"type": "fetch_failed", "message": "the server answered HTTP 404"},
     }
+
+
+def test_the_response_names_the_model_beside_the_predictions():
+    """The PHP client reads `predictions` only; `model_version` is a sibling it ignores."""
+    scored = scored_result(
+        Instance("a.png", "logo", None, PNG_HEADER), {"out_of_domain": 0.25, "logo": 0.75}
+    )
+    failed = error_result(
+        Instance("b.png", "logo", "https://h/b.png", None),
+        ImageError(ErrorType.FETCH_FAILED, "the server answered HTTP 404"),
+    )
+    response = predict_response([scored, failed], "20261128125907")
+    assert response == {"predictions": [scored, failed], "model_version": "20261128125907"}
+    assert json.loads(json.dumps(response)) == response
 
 
 def test_the_error_types_are_the_documented_set():

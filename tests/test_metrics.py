@@ -333,6 +333,31 @@ async def test_the_docs_table_lists_exactly_the_metrics_the_server_exports(http,
     assert documented == families
 
 
+async def test_the_model_info_names_the_version_every_answer_names(http, metered, samples):
+    """One model_info series, whose labels are the ones docs/monitoring.md and the dashboard's
+    Model table name, and whose model_version is the one the predict answer carries."""
+    status, answer, _ = await predict(
+        http, metered, {"instances": [instance("logo.png", data=samples["Cambia_logo.png"])]}
+    )
+    assert status == 200, answer
+    info = [
+        dict(labels) for name, labels in await scrape(http, metered) if name.endswith("model_info")
+    ]
+    assert len(info) == 1, info
+    assert info[0]["model_version"] == answer["model_version"] != ""
+    monitoring = (REPO_ROOT / "docs" / "monitoring.md").read_text()
+    row = re.search(r"^\| `logo_detection_model_info` \| [^|]+ \| ([^|]+) \|", monitoring, re.M)
+    assert set(re.findall(r"`(\w+)`", row.group(1))) == set(info[0])
+    legends = [
+        target.get("legendFormat", "")
+        for panel in json.loads(DASHBOARD.read_text())["panels"]
+        for target in panel.get("targets", [])
+        if "logo_detection_model_info" in target["expr"]
+    ]
+    shown = set().union(*(re.findall(r"\{\{(\w+)\}\}", legend) for legend in legends))
+    assert "model_version" in shown and shown - {"instance"} <= set(info[0]), shown
+
+
 def test_the_dashboard_is_importable_grafana_json():
     dashboard = json.loads(Path(DASHBOARD).read_text())
     assert dashboard["title"] and dashboard["uid"] and dashboard["schemaVersion"] >= 36

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.harness.server_process import ServerProcess
+from model_server.logo_detection.model_contract import describe_model
 
 from .conftest import (
     SAMPLE_NAMES,
@@ -20,6 +25,11 @@ from .conftest import (
 from .image_corpus import flat_png
 
 pytestmark = pytest.mark.asyncio
+
+
+def served_version(server: ServerProcess) -> str:
+    """The version of the model file the server was started on: its JSON's, else its hash's."""
+    return describe_model(Path(server.env["MODEL_PATH"])).version
 
 
 def assert_scored(result: dict, filename: str) -> None:
@@ -46,7 +56,9 @@ async def test_samples_by_base64_and_by_url_score_identically(http, server, imag
         assert_scored(result, name)
     for first, second in zip(results[:3], results[3:], strict=True):
         assert first["prediction"] == second["prediction"]
-    assert "latency" not in body
+    # the answer names the model that scored it, and holds nothing else without debug
+    assert set(body) == {"predictions", "model_version"}
+    assert body["model_version"] == served_version(server)
 
 
 async def test_fifty_instances_answer_in_order_with_duplicates(http, server):
@@ -139,6 +151,7 @@ async def test_debug_reports_per_stage_latency(http, server, image_server, sampl
         assert latency[stage] >= 0
     assert latency["fetch_ms"] > 0 and latency["inference_ms"] > 0
     assert latency["total_ms"] >= latency["inference_ms"]
+    assert set(answer) == {"predictions", "model_version", "latency"}
     # each image joins a pass as soon as it is decoded: one pass for both, or one each
     assert (latency["passes"], latency["batch_size"]) in {(1, 2), (2, 1)}, latency
 
@@ -257,3 +270,30 @@ async def test_svg_with_doctype_and_absolute_units_is_scored(http, server):
     # only the declared size differs and SVGs render at a fixed size: near-identical pixels
     scores = [result["prediction"] for result in answer["predictions"]]
     assert max(scores) - min(scores) < 0.01, scores
+
+
+async def test_a_model_whose_json_records_no_version_is_named_by_its_hash(
+    http, exported_default_model, tmp_path
+):
+    """The same export, its JSON without `version`: every answer, and the model-info metric,
+    name the model by the first 12 hex digits of the served file's sha256."""
+    onnx_file = next(exported_default_model.glob("*.onnx"))
+    metadata = json.loads(onnx_file.with_suffix(".json").read_text())
+    metadata.pop("version", None)
+    shutil.copyfile(onnx_file, tmp_path / onnx_file.name)
+    (tmp_path / onnx_file.name).with_suffix(".json").write_text(json.dumps(metadata))
+    expected = hashlib.sha256(onnx_file.read_bytes()).hexdigest()[:12]
+    with ServerProcess(model_path=tmp_path) as unversioned:
+        body = {"instances": [instance("a.png", data=flat_png((200, 30, 30)))]}
+        status, answer = await post_predict(http, unversioned, body)
+        async with http.get(f"{unversioned.url}/metrics") as response:
+            info = [
+                sample.labels
+                for family in text_string_to_metric_families(await response.text())
+                for sample in family.samples
+                if sample.name == "logo_detection_model_info"
+            ]
+    assert status == 200, answer
+    assert answer["model_version"] == expected
+    assert_scored(answer["predictions"][0], "a.png")
+    assert [labels["model_version"] for labels in info] == [expected]

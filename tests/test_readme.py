@@ -275,8 +275,9 @@ def test_readme_curl_examples_answer_as_shown(block, server, scratch):
     outputs = run_block(block, scratch, server)
     assert outputs, "no curl output"
     for request, output in outputs:
-        assert set(output) <= {"predictions", "latency"}, output
+        assert set(output) <= {"predictions", "model_version", "latency"}, output
         assert ("latency" in output) == bool(request.get("debug"))
+        assert output["model_version"], output
         names = [item["filename"] for item in request["instances"]]
         assert [item["filename"] for item in output["predictions"]] == names
         for item in output["predictions"]:
@@ -288,6 +289,8 @@ def test_readme_curl_examples_answer_as_shown(block, server, scratch):
         _, last = outputs[-1]
         assert shape(last) == shape(shown), f"{block.source} shows a different answer"
         assert sorted(last) == sorted(shown)
+        # the default model's version, as it answers it
+        assert last["model_version"] == shown["model_version"], f"{block.source}: model_version"
 
 
 # --- make targets the README names --------------------------------------------------------

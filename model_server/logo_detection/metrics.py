@@ -117,6 +117,7 @@ def record_model_info(model_name: str, model: ModelFile, backend: str) -> None:
     MODEL.info(
         {
             "model_name": model_name,
+            "model_version": model.version,  # as every predict answer names it
             "file": model.path.name,
             "sha256": model.sha256,
             "backend": backend,
