@@ -20,25 +20,26 @@ RUN python3 -m venv /opt/venv
 COPY requirements-serving.txt /src/
 RUN pip install --no-compile --require-hashes -r /src/requirements-serving.txt
 
-# Export: the export lock (the serving versions plus TensorFlow ...) converts the default .keras
-# model to .onnx + .json once, here, with its parity check against TensorFlow. Nothing of this
-# stage but those two files reaches the published image.
+# Export: the export lock (the serving versions plus TensorFlow ...) and the offline keras_export
+# package convert the default .keras model (and carry its JSON's version) to .onnx + .json once,
+# here, with its parity check against TensorFlow: the same files as the committed
+# models/logo_detection.onnx. Nothing of this stage but those two files reaches the published image.
 FROM serving-stack AS export
 COPY requirements.txt /src/
 RUN pip install --no-compile --require-hashes -r /src/requirements.txt
 COPY model_server /src/model_server
-COPY models/logo_detection.keras /src/models/
+COPY keras_export /src/keras_export
+COPY models/logo_detection.keras models/logo_detection.json /src/models/
 WORKDIR /src
-RUN python3 -m model_server.logo_detection.tf.export models/logo_detection.keras \
-        --out-dir /opt/model
+RUN python3 -m keras_export models/logo_detection.keras --out-dir /opt/model
 
-# The server package, without its TensorFlow-only subpackage, installed into the serving stack;
-# built with the locked setuptools (no build isolation), so nothing unhashed is downloaded.
+# The server package as it is (no TensorFlow code in it: tests/test_layout.py), installed into
+# the serving stack; built with the locked setuptools (no build isolation), so nothing unhashed
+# is downloaded.
 FROM serving-stack AS serving-build
 COPY pyproject.toml README.md /src/
 COPY model_server /src/model_server
-RUN rm -rf /src/model_server/logo_detection/tf \
-    && pip install --no-deps --no-build-isolation --no-compile /src \
+RUN pip install --no-deps --no-build-isolation --no-compile /src \
     && python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib \
     && python3 -c "import model_server.logo_detection.settings"
 

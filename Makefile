@@ -47,8 +47,21 @@ lock: ## Re-resolve pyproject.toml into the hashed locks (requirements*.txt; LOC
 	$(LOCK) --extra export -c requirements-dev.txt -o requirements.txt
 	$(LOCK) --extra gpu -c requirements-dev.txt -o requirements-gpu.txt
 
-run: $(INSTALLED) ## Serve the default model on http://localhost:8080 (MODEL_PATH overrides)
-	$(PY) -m model_server.logo_detection
+# `make run` serves from the serving lock alone (what the production image installs, no
+# TensorFlow): the default model is its committed ONNX export. A .keras MODEL_PATH is converted at
+# start, which needs the full install: then (or with RUN_VENV=.venv) it runs from .venv.
+SERVING_VENV ?= .venv-serving
+RUN_VENV ?= $(if $(filter %.keras,$(MODEL_PATH)),$(VENV),$(SERVING_VENV))
+
+$(SERVING_VENV)/.installed: requirements-serving.txt pyproject.toml
+	$(PYTHON_BIN) -m venv $(SERVING_VENV)
+	$(SERVING_VENV)/bin/pip install --quiet --upgrade pip
+	$(SERVING_VENV)/bin/pip install --quiet --require-hashes -r requirements-serving.txt
+	$(SERVING_VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(SERVING_VENV)/.installed
+
+run: $(RUN_VENV)/.installed ## Serve the default model on http://localhost:8080 (MODEL_PATH overrides)
+	$(RUN_VENV)/bin/python -m model_server.logo_detection
 
 # Two workers, a test file each at a time: the container build and the installs wait on the
 # network and disk while the other worker runs the CPU-bound tests.
@@ -128,7 +141,7 @@ download-model: ## Fetch the production logo_max_all.keras (needs internet)
 	@echo "Saved $(PRODUCTION_MODEL_DIR)/logo_max_all.keras; serve it with: MODEL_PATH=$(PRODUCTION_MODEL_DIR)/logo_max_all.keras make run"
 
 clean: ## Remove the venvs, caches and build output
-	rm -rf $(VENV) $(GPU_VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SERVING_VENV) $(GPU_VENV) build dist *.egg-info .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 image: ## Build the production image (IMAGE=...; starts Docker and bootstraps its base if needed)

@@ -44,6 +44,16 @@ class ExportRefused(RuntimeError):
     """The converted model does not score like the original."""
 
 
+def training_metadata(loaded: LoadedModel) -> dict:
+    """The JSON training wrote beside the `.keras` file. Where an export of this same file was
+    published beside it (models/ holds the .keras, the .onnx and the export's JSON), that JSON
+    holds the training one under `source`: exporting again carries it, not a nested copy."""
+    source = loaded.metadata.get("source")
+    if isinstance(source, dict) and source.get("sha256") == loaded.sha256:
+        return source.get("metadata", {})
+    return loaded.metadata
+
+
 def sidecar(loaded: LoadedModel, onnx_file: Path, difference: float, tolerance: float) -> dict:
     """What serving needs (class order, input size, the .onnx's hash) and how it was checked."""
     images = sum(len(batch) for batch in parity_batches())
@@ -55,7 +65,7 @@ def sidecar(loaded: LoadedModel, onnx_file: Path, difference: float, tolerance: 
         "source": {
             "file": loaded.path.name,
             "sha256": loaded.sha256,
-            "metadata": loaded.metadata,
+            "metadata": training_metadata(loaded),
         },
         "export": {
             "versions": library_versions(VERSIONED),

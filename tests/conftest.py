@@ -116,8 +116,8 @@ def run_export(model: Path, out_dir: Path, *args: str) -> subprocess.CompletedPr
 
 @pytest.fixture(scope="session")
 def exported_default_model() -> Path:
-    """The default model exported by the real export tool: a directory with .onnx + .json
-    (what every test server serves unless a test names another model)."""
+    """The default model's committed export: a directory with its .onnx + .json alone (what
+    every test server serves unless a test names another model; no TensorFlow needed)."""
     return server_process.exported_default_model()
 
 

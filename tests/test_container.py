@@ -128,7 +128,7 @@ print(json.dumps({
     "uid": os.getuid(),
     "distributions": sorted(d.metadata["Name"].lower() for d in importlib.metadata.distributions()),
     "framework_modules": [m for m in sys.argv[1:] if importlib.util.find_spec(m)],
-    "tf_subpackage": importlib.util.find_spec("model_server.logo_detection.tf") is not None,
+    "offline_tools": [m for m in ("keras_export", "training") if importlib.util.find_spec(m)],
     "models": sorted(os.listdir("/mnt/models")),
 }))
 """
@@ -137,7 +137,7 @@ print(json.dumps({
     assert not FRAMEWORK_DISTRIBUTIONS & set(found["distributions"]), found["distributions"]
     assert {"onnxruntime", "kserve", "logo-detection"} <= set(found["distributions"])
     assert found["framework_modules"] == []
-    assert not found["tf_subpackage"], "the TensorFlow-only subpackage is in the image"
+    assert found["offline_tools"] == [], "the offline packages are in the image"
     assert found["models"] == ["logo_detection.json", "logo_detection.onnx"]
 
 

@@ -22,7 +22,7 @@ from packaging.utils import canonicalize_name
 from bench.harness.server_process import REPO_ROOT
 
 PROJECT = "logo-detection"
-SOURCE_DIRS = ("model_server", "training", "bench", "tests")
+SOURCE_DIRS = ("model_server", "keras_export", "training", "bench", "tests")
 LOCKS = {
     "serving": "requirements-serving.txt",
     "export": "requirements.txt",

@@ -7,9 +7,11 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from bench.harness.server_process import DEFAULT_MODEL, ServerProcess, run_to_exit
+from bench.harness.server_process import DEFAULT_MODEL, DEFAULT_ONNX, ServerProcess, run_to_exit
+from model_server.logo_detection.inference.onnx_backend import OnnxRuntimeBackend
 from model_server.logo_detection.model_contract import (
     ModelFileError,
     describe_model,
@@ -52,8 +54,17 @@ def without_tensorflow(tmp_path: Path) -> tuple[dict[str, str], Path]:
     return {"pythonpath": str(site)}, attempts
 
 
-def test_the_export_writes_the_model_and_a_json_that_describes_it(exported_default_model):
-    onnx_file = exported_default_model / "logo_detection.onnx"
+@pytest.fixture(scope="module")
+def fresh_export(tmp_path_factory) -> Path:
+    """The committed .keras exported now by the real export tool, as a user runs it."""
+    out_dir = tmp_path_factory.mktemp("fresh-export")
+    result = run_export(DEFAULT_MODEL, out_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out_dir
+
+
+def test_the_export_writes_the_model_and_a_json_that_describes_it(fresh_export):
+    onnx_file = fresh_export / "logo_detection.onnx"
     metadata = json.loads(onnx_file.with_suffix(".json").read_text())
     assert metadata["class_names"] == ["out_of_domain", "logo"]
     assert metadata["input_size"] == [224, 224, 3]
@@ -65,10 +76,34 @@ def test_the_export_writes_the_model_and_a_json_that_describes_it(exported_defau
     assert 0 <= parity["max_abs_diff"] <= parity["tolerance"] == 1e-5
     assert {"keras", "tf2onnx", "onnxruntime"} <= set(metadata["export"]["versions"])
     assert '"/' not in json.dumps(metadata)  # no absolute paths of the machine it ran on
-    assert sorted(path.name for path in exported_default_model.iterdir()) == [
+    assert sorted(path.name for path in fresh_export.iterdir()) == [
         "logo_detection.json",
         "logo_detection.onnx",
     ]  # nothing partial left behind
+
+
+def test_the_committed_onnx_is_the_export_of_the_committed_keras(fresh_export, samples):
+    """What `make run` and the tests serve without TensorFlow is what the export tool makes of
+    models/logo_detection.keras now: the same scores within 1e-5, the same JSON."""
+    from keras_export.parity import parity_batches
+    from model_server.logo_detection.decoding import image_to_model_input
+
+    committed = OnnxRuntimeBackend(DEFAULT_ONNX, threads=2)
+    fresh = OnnxRuntimeBackend(fresh_export / DEFAULT_ONNX.name, threads=2)
+    decoded = np.stack([image_to_model_input(data) for data in samples.values()])
+    for batch in [*parity_batches(), decoded]:
+        assert np.max(np.abs(committed.predict(batch) - fresh.predict(batch))) <= 1e-5
+    published = json.loads(DEFAULT_ONNX.with_suffix(".json").read_text())
+    made_now = json.loads((fresh_export / "logo_detection.json").read_text())
+    assert published["onnx"] == {"file": DEFAULT_ONNX.name, "sha256": file_sha256(DEFAULT_ONNX)}
+    # the class order, input size, version and source (the .keras's hash and training JSON)
+    assert {key: value for key, value in published.items() if key not in ("onnx", "export")} == {
+        key: value for key, value in made_now.items() if key not in ("onnx", "export")
+    }
+    # the same tools; each export's own parity check (its last digits vary with the CPU)
+    assert published["export"]["versions"] == made_now["export"]["versions"]
+    assert published["export"]["parity"]["max_abs_diff"] <= 1e-5
+    assert published["version"] == describe_model(DEFAULT_ONNX).version == "20261128125907"
 
 
 def test_the_export_refuses_a_model_that_does_not_score_like_tensorflow(tmp_path):

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import kserve
@@ -132,11 +133,7 @@ def test_blubber_has_the_three_variants_and_pins_python(blubber):
     assert build["requirements"] == ["requirements-serving.txt"]
     export = blubber["variants"]["export"]
     assert export["python"]["requirements"] == ["requirements.txt"]  # the export lock
-    assert export["builder"]["command"][:3] == [
-        "python3",
-        "-m",
-        "model_server.logo_detection.tf.export",
-    ]
+    assert export["builder"]["command"][:3] == ["python3", "-m", "keras_export"]
     test = blubber["variants"]["test"]["python"]
     assert test["requirements"] == ["requirements-dev.txt"]  # the dev lock: export + test tools
 
@@ -149,7 +146,7 @@ def test_blubber_production_runs_the_entrypoint_as_non_root_with_runtime_files_o
     assert blubber["runs"]["environment"]["MODEL_PATH"] == "/mnt/models"
     local = [copy for copy in production["copies"] if copy["from"] == "local"]
     assert [copy["source"] for copy in local] == ["model_server"]
-    assert "logo_detection/tf" in local[0]["exclude"], "the TensorFlow-only code is copied"
+    assert local[0].get("exclude", []) == ["**/__pycache__"], "model_server is copied as it is"
     from_variants = {copy["from"]: copy for copy in production["copies"] if copy["from"] != "local"}
     assert set(from_variants) == {"build", "export"}
     site_packages = from_variants["build"]["source"]
@@ -178,23 +175,31 @@ def test_every_path_blubber_copies_exists(blubber):
 # --- the entrypoint from a clean install ----------------------------------------------------
 
 
+def checkout_copy(destination: Path) -> Path:
+    """The checkout's tracked files, as a clean clone has them (models/ binaries aside): what a
+    package build could pick up, so a test of what the package holds sees training/, bench/,
+    keras_export/ and tests/ too, not only the files the Dockerfile copies."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        if name.startswith("models/") and not name.endswith((".md", ".json")):
+            continue
+        if (REPO_ROOT / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, destination / name)
+    return destination
+
+
 @pytest.fixture(scope="module")
 def installed_venv(tmp_path_factory) -> Path:
-    """A fresh venv with the package installed (not editable) from what the Dockerfile copies.
+    """A fresh venv with the package installed (not editable) from a copy of the checkout.
 
     The heavy pinned stack (TensorFlow ...) is shared from the test interpreter's environment
     through a .pth file rather than reinstalled; the package itself is a real wheel install.
     """
     root = tmp_path_factory.mktemp("clean-install")
-    source = root / "src"
-    source.mkdir()
-    for path in local_copy_sources(dockerfile_stages()["serving-build"]):
-        if (REPO_ROOT / path).is_dir():
-            shutil.copytree(
-                REPO_ROOT / path, source / path, ignore=shutil.ignore_patterns("__pycache__")
-            )
-        else:
-            shutil.copy2(REPO_ROOT / path, source / path)
+    source = checkout_copy(root / "src")
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
     (site_packages,) = venv.glob("lib/python3*/site-packages")
@@ -211,13 +216,33 @@ def installed_venv(tmp_path_factory) -> Path:
 
 def test_the_package_installs_only_the_server(installed_venv, tmp_path):
     (site_packages,) = installed_venv.glob("lib/python3*/site-packages")
-    for unwanted in ("tests", "training", "bench"):
+    for unwanted in ("tests", "training", "bench", "keras_export"):
         assert not (site_packages / unwanted).exists(), f"{unwanted}/ ended up in the package"
     where = subprocess.run(
         [installed_venv / "bin" / "python3", "-c", "import model_server as m; print(m.__file__)"],
         cwd=tmp_path, env=clean_env(), capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     assert Path(where) == site_packages / "model_server" / "__init__.py"
+
+
+@pytest.mark.slow  # builds a wheel: seconds
+def test_the_wheel_holds_the_server_package_alone(tmp_path):
+    """training/, bench/, keras_export/ and tests/ are repository tools, not the product."""
+    source = checkout_copy(tmp_path / "src")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "--no-index", "--wheel-dir", tmp_path / "dist", source],
+        check=True,
+        cwd=tmp_path,
+    )  # fmt: skip
+    (wheel,) = (tmp_path / "dist").glob("logo_detection-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    tops = {name.split("/")[0] for name in names}
+    assert tops == {"model_server", wheel.name.split("-py3")[0] + ".dist-info"}, sorted(tops)
+    assert "model_server/logo_detection/model_contract.py" in names
+    assert "model_server/logo_detection/keras_conversion.py" in names
+    assert not [name for name in names if "/tf/" in name or name.endswith(".keras")]
 
 
 def clean_env(**settings: str) -> dict[str, str]:

@@ -146,8 +146,11 @@ def test_trained_model_serves_predictions(trained):
 
 
 def test_default_model_matches_its_json():
+    # models/ publishes the export's JSON, which holds the training JSON under `source`
     info = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
-    assert info["sha256"] == file_sha256(DEFAULT_MODEL)
+    assert info["source"]["sha256"] == file_sha256(DEFAULT_MODEL)
+    assert info["source"]["metadata"]["sha256"] == file_sha256(DEFAULT_MODEL)
+    assert info["version"] == info["source"]["metadata"]["version"]
     assert info["class_names"] == ["out_of_domain", "logo"]
     from training.keras_file import read_keras_file
 

@@ -1,15 +1,12 @@
 """Start and stop the real model server process on free loopback ports, for tests and benches.
 
-Servers serve the default model exported to ONNX, as production does: exported once into
-`build/tests/default-model` and reused until `models/logo_detection.keras` changes. Everything
-a server or test writes (conversion caches, exports) stays under `build/tests`.
+Servers serve the default model's committed ONNX export (`models/logo_detection.onnx` and its
+JSON), as production does: no TensorFlow is needed to start one. Everything a server or test
+writes (conversion caches, exports) stays under `build/tests`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import os
 import shutil
 import signal
@@ -26,6 +23,7 @@ from model_server.logo_detection.model_contract import file_sha256
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO_ROOT / "models" / "logo_detection.keras"
+DEFAULT_ONNX = DEFAULT_MODEL.with_suffix(".onnx")  # its export, committed beside it (make export)
 TEST_BUILD_DIR = REPO_ROOT / "build" / "tests"
 EXPORTED_DEFAULT_DIR = TEST_BUILD_DIR / "default-model"
 ONNX_CACHE_DIR = TEST_BUILD_DIR / "onnx-cache"  # the .keras path's conversion cache
@@ -38,29 +36,15 @@ def export_command(model: Path, out_dir: Path, *args: str) -> list[str]:
 
 
 def exported_default_model() -> Path:
-    """The directory holding the default model's `.onnx` + `.json`, exported by the real export
-    tool unless the one already there was exported from the current `.keras` file. A file lock
-    makes parallel test workers export once between them."""
-    metadata = EXPORTED_DEFAULT_DIR / "logo_detection.json"
-    with (ensure_dir(TEST_BUILD_DIR) / "default-model.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            exported_from = json.loads(metadata.read_text())["source"]["sha256"]
-            if exported_from == file_sha256(DEFAULT_MODEL):
-                return EXPORTED_DEFAULT_DIR
-        staging = Path(tempfile.mkdtemp(prefix="default-model-", dir=TEST_BUILD_DIR))
-        done = subprocess.run(
-            export_command(DEFAULT_MODEL, staging),
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if done.returncode != 0:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise RuntimeError(f"exporting {DEFAULT_MODEL} failed:\n{done.stderr}")
-        shutil.rmtree(EXPORTED_DEFAULT_DIR, ignore_errors=True)
-        staging.rename(EXPORTED_DEFAULT_DIR)
+    """A directory holding only the default model's committed `.onnx` + `.json` (what a
+    published model directory holds), refreshed from `models/` whenever they differ."""
+    folder = ensure_dir(EXPORTED_DEFAULT_DIR)
+    for source in (DEFAULT_ONNX, DEFAULT_ONNX.with_suffix(".json")):
+        target = folder / source.name
+        if not target.is_file() or file_sha256(target) != file_sha256(source):
+            partial = folder / f".{source.name}.{os.getpid()}"
+            shutil.copyfile(source, partial)
+            os.replace(partial, target)  # parallel workers never see a partial file
     return EXPORTED_DEFAULT_DIR
 
 
@@ -103,7 +87,7 @@ class ServerProcess:
     def __init__(
         self, model_path: Path | None = None, argv: tuple[str, ...] = (), **env: object
     ) -> None:
-        model_path = exported_default_model() if model_path is None else model_path
+        model_path = DEFAULT_ONNX if model_path is None else model_path
         self.http_port = free_port()
         self.grpc_port = free_port()
         self.argv = tuple(argv)
