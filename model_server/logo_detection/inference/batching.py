@@ -160,7 +160,7 @@ class MicroBatcher:
         self._held = []
         self._pending.clear()
         logger.error(
-            "The micro-batcher's worker died; failing %d queued image(s) and restarting it",
+            "The micro-batcher's worker died; failing the %d image(s) it held or queued",
             sum(len(job.images) for job in orphans),
             exc_info=error,
         )
