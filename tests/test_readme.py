@@ -327,7 +327,8 @@ def make(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
 
 def test_make_clean_removes_build_output_but_not_models(tmp_path):
     shutil.copy2(REPO_ROOT / "Makefile", tmp_path / "Makefile")
-    leftovers = [".venv/bin/python", "build/x", "dist/x.whl", "a.egg-info/PKG-INFO"]
+    leftovers = [".venv/bin/python", ".venv-serving/bin/python", "build/x", "dist/x.whl"]
+    leftovers.append("a.egg-info/PKG-INFO")
     leftovers.append("pkg/__pycache__/m.pyc")
     kept = ["models/production/logo_max_all.keras", "pkg/m.py"]
     for path in leftovers + kept:
@@ -339,6 +340,23 @@ def test_make_clean_removes_build_output_but_not_models(tmp_path):
         assert not (tmp_path / path).exists(), f"make clean left {path}"
     for path in kept:
         assert (tmp_path / path).exists(), f"make clean removed {path}"
+
+
+def test_make_run_installs_the_serving_lock_alone_unless_a_keras_file_is_served(tmp_path):
+    """A fresh checkout's `make run` installs what production runs (no TensorFlow) and serves
+    the committed ONNX export; a .keras MODEL_PATH is converted at start: the development lock."""
+    for name in ("Makefile", "pyproject.toml", "requirements-serving.txt", "requirements-dev.txt"):
+        shutil.copy2(REPO_ROOT / name, tmp_path / name)
+    fresh = make("-n", "run", cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr
+    assert "--require-hashes -r requirements-serving.txt" in fresh.stdout
+    assert "requirements-dev.txt" not in fresh.stdout
+    assert ".venv-serving/bin/python -m model_server.logo_detection" in fresh.stdout
+    keras = make("-n", "run", "MODEL_PATH=models/production/logo_max_all.keras", cwd=tmp_path)
+    assert keras.returncode == 0, keras.stderr
+    assert "-r requirements-dev.txt" in keras.stdout
+    assert "requirements-serving.txt" not in keras.stdout
+    assert ".venv/bin/python -m model_server.logo_detection" in keras.stdout
 
 
 def test_make_image_builds_the_dockerfile():

@@ -1,7 +1,8 @@
 """The inference backend interface: one forward pass over a batch of model inputs.
 
 Implementations: ONNX Runtime (`onnx_backend.py`, what production serves) and, in the full
-install, TensorFlow (`tf/keras_model.py`). `backend_loader.py` picks one for a model file.
+install, TensorFlow (the offline `keras_export/keras_model.py`, reached only through
+`keras_conversion.py`). `backend_loader.py` picks one for a model file.
 """
 
 from __future__ import annotations

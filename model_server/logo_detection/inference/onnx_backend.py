@@ -2,8 +2,8 @@
 
 Why ONNX Runtime: docs/model.md#which-backend-serves-a-model-file, measured in
 docs/results.md#backends. The `.onnx` file comes from the export tool
-(`tf/export.py`, checked against TensorFlow when written) or, serving a `.keras` file in the
-full install, from the conversion cache (`tf/onnx_conversion.py`).
+(`keras_export/export.py`, checked against TensorFlow when written) or, serving a `.keras` file
+in the full install, from the conversion cache (`keras_export/onnx_conversion.py`).
 """
 
 from __future__ import annotations
