@@ -6,7 +6,10 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import fields
 from pathlib import Path
+
+from training.distillation_recipe import METHODS, Recipe
 
 # The default model's full schedule, the one source of it (`make train` relies on these).
 DEFAULT_STAGES = "3x96:0.9,4x128:0.8,1x224:0.8"
@@ -112,6 +115,27 @@ def parser() -> argparse.ArgumentParser:
         type=sources_list,
         help="only these class/source folders, e.g. sources a model never saw",
     )
+
+    ds = sub.add_parser(
+        "distill", help="fine-tune the ImageNet teacher, distil it into the production network"
+    )
+    ds.add_argument("--data-dir", type=Path, required=True, help="a folder made by prepare")
+    ds.add_argument("--out", type=Path, required=True, help="teacher, student and reports")
+    ds.add_argument("--cache-dir", type=Path, help="default <data-dir>/.cache")
+    ds.add_argument(
+        "--holdout", type=sources_list, default=[], help="class/source folders to score, unseen"
+    )
+    ds.add_argument(
+        "--exclude", type=sources_list, default=[], help="class/source folders left out"
+    )
+    for field in fields(Recipe):
+        ds.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            type=type(field.default),
+            default=field.default,
+            help="default %(default)s"
+            + (f"; one of {', '.join(METHODS)}" * (field.name == "method")),
+        )
 
     cl = sub.add_parser("classify", help="score files (and draw them in a grid)")
     cl.add_argument("--model", type=Path, required=True)
@@ -262,6 +286,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(table(report))
         print(f"wrote {out / 'evaluation.json'} and plots")
+    elif args.command == "distill":
+        from training.distill import distill
+
+        recipe = Recipe(**{f.name: getattr(args, f.name) for f in fields(Recipe)})
+        cache_dir = args.cache_dir or default_cache(args.data_dir)
+        report = distill(args.data_dir, args.out, cache_dir, args.holdout, args.exclude, recipe)
+        print(json.dumps({k: v for k, v in report.items() if k != "recipe"}, indent=2)[:4000])
     else:
         from training.classify import classify
 

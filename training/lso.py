@@ -12,12 +12,13 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import keras
 import numpy as np
 from sklearn import metrics as skm
 
-from training.keras_file import read_keras_file
 from training import data
 from training.evaluate import per_source, worst
+from training.keras_file import read_keras_file
 from training.metadata import summary
 from training.paths import repo_relative
 from training.scores import score_model
@@ -80,17 +81,34 @@ def leave_sources_out(
         batch_size=batch_size,
         **train_kwargs,
     )
-    model = read_keras_file(out / MODEL_FILE)
+    report = {
+        "data_dir": repo_relative(data_dir),
+        "training": info["training"],
+        **held_out_report(read_keras_file(out / MODEL_FILE), data_dir, holdout, exclude, cache_dir),
+    }
+    (out / "lso.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def held_out_report(
+    model: keras.Model,
+    data_dir: Path,
+    holdout: Sequence[str],
+    exclude: Sequence[str] = (),
+    cache_dir: Path | None = None,
+    batch_size: int = 32,
+) -> dict:
+    """Score every file of each held-out source and the in-distribution test split of the rest:
+    what `lso` reports for the model it trained, and `distill` for a teacher and its student."""
+    left_out = sorted({*holdout, *exclude})
     x_h, y_h, ex_h = data.load_subset(data_dir, "all", cache_dir, only=set(holdout))
     x_t, y_t, ex_t = data.load_subset(data_dir, "test", cache_dir, exclude=left_out)
     s_h = score_model(model, x_h, batch_size)
     s_t = score_model(model, x_t, batch_size)
     pooled = summary(y_h, s_h)
-    report = {
-        "data_dir": repo_relative(data_dir),
+    return {
         "held_out": sorted(holdout),
         "excluded": sorted(exclude),
-        "training": info["training"],
         "held_out_sources": held_out_table(ex_h, y_h, s_h, y_t, s_t),
         "held_out_pooled": {
             **pooled,
@@ -104,8 +122,6 @@ def leave_sources_out(
             "per_source": per_source(ex_t, y_t, s_t, 0.5),
         },
     }
-    (out / "lso.json").write_text(json.dumps(report, indent=2) + "\n")
-    return report
 
 
 def table(report: dict) -> str:

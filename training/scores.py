@@ -14,6 +14,8 @@ def score_model(model: keras.Model, images: np.ndarray, batch_size: int = 32) ->
 
     A few images are run eagerly: tracing the predict graph would take longer than they do.
     """
+    if not len(images):
+        return np.zeros(0, np.float32)
     if len(images) <= batch_size:
         probabilities = model(np.asarray(images, np.float32), training=False)
         return keras.ops.convert_to_numpy(probabilities)[:, 1]  # torch's tensor carries a graph
