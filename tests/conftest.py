@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import io
+import json
 import os
 import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -53,12 +56,29 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return None if selected(config, marks) else True
 
 
+TENSORFLOW_IN_A_WORKER = pytest.StashKey[bool]()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """A run that leaves slow tests out (`make test-fast`) fails if anything imported
-    TensorFlow in the test process: that is what makes it fast."""
-    if not selected(session.config, {"slow"}) and "tensorflow" in sys.modules:
+    TensorFlow in a test process: that is what makes it fast. An xdist worker (`-n 2`) tells
+    the controller, which fails the run."""
+    imported = "tensorflow" in sys.modules
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["imported_tensorflow"] = imported
+        return
+    imported = imported or session.config.stash.get(TENSORFLOW_IN_A_WORKER, False)
+    if not selected(session.config, {"slow"}) and imported:
         print("\nerror: the fast suite imported TensorFlow", file=sys.stderr)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """On xdist's controller, as a worker finishes: note whether it imported TensorFlow."""
+    if getattr(node, "workeroutput", {}).get("imported_tensorflow"):
+        node.config.stash[TENSORFLOW_IN_A_WORKER] = True
 
 
 SAMPLES_DIR = REPO_ROOT.parent / "shared" / "samples"
@@ -154,11 +174,15 @@ async def post_predict(
     http: aiohttp.ClientSession, server: ServerProcess, body: object
 ) -> tuple[int, dict]:
     """POST a JSON body (or raw bytes/str) to the predict route; returns (status, JSON)."""
-    if isinstance(body, (bytes, str)):
-        kwargs = {"data": body, "headers": {"Content-Type": "application/json"}}
+    if isinstance(body, bytes | str):
+        data = body.encode() if isinstance(body, str) else body
     else:
-        kwargs = {"json": body}
-    async with http.post(server.predict_url, **kwargs) as response:
+        data = json.dumps(body).encode()
+    # As a file, the body is written in chunks: aiohttp warns (ResourceWarning) that bytes over
+    # 1 MiB, written at once, may hold up the event loop.
+    async with http.post(
+        server.predict_url, data=io.BytesIO(data), headers={"Content-Type": "application/json"}
+    ) as response:
         return response.status, await response.json(content_type=None)
 
 
