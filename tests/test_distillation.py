@@ -150,6 +150,7 @@ def run_distill(data_dir: Path, out: Path) -> subprocess.CompletedProcess:
 def test_distill_writes_teacher_targets_and_a_production_student(tmp_path: Path) -> None:
     import keras
 
+    from model_server.logo_detection.model_contract import file_sha256
     from training.network import build_network
 
     data_dir = make_tiny_dataset(tmp_path / "data", per_class=8)
@@ -176,3 +177,44 @@ def test_distill_writes_teacher_targets_and_a_production_student(tmp_path: Path)
     again = run_distill(data_dir, out)
     assert "student:" not in again.stdout  # resumed: nothing trained twice
     assert (out / "logo_detection.keras").stat().st_mtime_ns == written
+
+    shipped = tmp_path / "shipped" / "logo_detection.keras"
+    plain = str(out / "logo_detection.keras")
+    subprocess.run(
+        [sys.executable, "-m", "keras_export.kerascv_form", plain, "--out", str(shipped)],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    assert_production_form(shipped)
+    converted = keras.saving.load_model(shipped, compile=False)
+    pixels = np.random.default_rng(3).uniform(0, 255, (2, 224, 224, 3)).astype(np.float32)
+    np.testing.assert_allclose(
+        np.asarray(converted.predict_on_batch(pixels)),
+        np.asarray(student.predict_on_batch(pixels)),
+        atol=1e-5,
+    )
+    shipped_info = json.loads(shipped.with_suffix(".json").read_text())
+    assert shipped_info["sha256"] == file_sha256(shipped)
+    assert shipped_info["version"] == info["version"]
+    assert shipped_info["training"] == info["training"]
+
+
+def assert_production_form(path: Path) -> None:
+    """A drop-in for the production file: a KerasCV ImageClassifier, 224x224 RGB in, two
+    softmax scores out in the class order out_of_domain, logo."""
+    import keras
+    import keras_cv
+
+    model = keras.saving.load_model(path, compile=False)
+    assert isinstance(model, keras_cv.models.ImageClassifier)
+    assert isinstance(model.backbone, keras_cv.models.EfficientNetV2Backbone)
+    assert tuple(model.input.shape[1:]) in ((None, None, 3), (224, 224, 3))
+    assert model.output.shape[-1] == 2
+    info = json.loads(path.with_suffix(".json").read_text())
+    assert info["class_names"] == ["out_of_domain", "logo"]
+
+
+def test_the_default_model_is_in_the_production_form() -> None:
+    assert_production_form(REPO_ROOT / "models" / "logo_detection.keras")
