@@ -70,8 +70,10 @@ TEST_WORKERS ?= 2
 test: $(INSTALLED) ## Run the whole test suite (what CI runs)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
+# The fast tier waits on server processes, timeouts and subprocesses as much as it computes: two
+# workers, a test file each, halve its time on 2 cores.
 test-fast: $(INSTALLED) ## The inner loop: in-process and ONNX-server tests, no Docker, training or TensorFlow
-	$(PY) -m pytest -m "not slow and not container and not training"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not container and not training"
 
 lint: $(INSTALLED) ## ruff lint + format check
 	$(VENV)/bin/ruff check .

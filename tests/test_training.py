@@ -114,7 +114,8 @@ def test_evaluate_writes_metrics_and_plots(trained, tiny, tmp_path):
     assert set(saved["per_source"]) == {"logo/shapes", "out_of_domain/noise"}
     assert np.sum(saved["overall"]["confusion_matrix"]) == 13
     for name in ("roc.png", "pr.png", "confusion_matrix.png", "score_histogram.png"):
-        assert Image.open(tmp_path / name).size[0] > 100
+        with Image.open(tmp_path / name) as plot:
+            assert plot.size[0] > 100
     assert "logo/shapes" in table(report)
 
 
@@ -129,7 +130,8 @@ def test_classify_prints_scores_and_draws_grid(trained, tiny, tmp_path, capsys):
     assert all(0.0 <= s <= 1.0 for f, s, _ in rows if f != broken)
     assert next(note for f, _, note in rows if f == broken).startswith("error")
     assert "svglogo.svg" in capsys.readouterr().out
-    assert Image.open(grid).size[0] > 200
+    with Image.open(grid) as drawn:
+        assert drawn.size[0] > 200
 
 
 def test_trained_model_serves_predictions(trained):
