@@ -218,3 +218,23 @@ def assert_production_form(path: Path) -> None:
 
 def test_the_default_model_is_in_the_production_form() -> None:
     assert_production_form(REPO_ROOT / "models" / "logo_detection.keras")
+
+
+def test_wordmarks_get_their_own_row() -> None:
+    from training.data import Example
+    from training.evaluate import named_rows
+
+    examples = [
+        Example(Path("logo/devicon/go-original-wordmark.svg"), 1, "devicon", "go"),
+        Example(Path("logo/devicon/go-original.svg"), 1, "devicon", "go"),
+        Example(Path("out_of_domain/charts/bar.png"), 0, "charts", "bar"),
+    ]
+    rows = named_rows(examples, np.array([1, 1, 0]), np.array([0.3, 0.9, 0.1]), 0.5)
+    assert rows == {
+        "files named *wordmark*": {
+            "n": 1,
+            "accuracy": 0.0,
+            "accuracy_at_operating_point": 0.0,
+            "mean_logo_score": 0.3,
+        }
+    }
