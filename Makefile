@@ -9,7 +9,7 @@ PRODUCTION_MODEL_DIR ?= models/production
 IMAGE ?= logo-detection:latest
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-gpu lock run test test-fast lint bench bench-compare export prepare-data pack gpu-job train lso evaluate download-model clean image test-image
+.PHONY: help install install-gpu lock run test test-fast lint bench bench-compare export prepare-data pack gpu-job train lso evaluate distill distill-lso ship download-model clean image test-image
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -126,6 +126,22 @@ LSO_STEPS ?= 150
 lso: $(INSTALLED) ## Leave-source-out: train without LSO_HOLDOUT sources (short schedule), score each
 	$(PY) -m training lso --data-dir $(TRAINING_DATA) --out $(LSO_OUT) --holdout $(LSO_HOLDOUT) \
 		$(RECIPE) --stages $(LSO_STAGES) --steps-per-epoch $(LSO_STEPS) --validation-steps 20
+
+DISTILL_OUT ?= build/distill-run
+DISTILL_LSO_OUT ?= build/distill-lso
+
+distill: $(INSTALLED) ## Fine-tune the ImageNet teacher, distil it into the production network (resumable)
+	$(PY) -m training distill --data-dir $(TRAINING_DATA) --out $(DISTILL_OUT) --exclude $(RECIPE_EXCLUDE)
+
+distill-lso: $(INSTALLED) ## distill with LSO_HOLDOUT unseen by teacher and student; scores both on them
+	$(PY) -m training distill --data-dir $(TRAINING_DATA) --out $(DISTILL_LSO_OUT) \
+		--holdout $(LSO_HOLDOUT) --exclude $(RECIPE_EXCLUDE)
+
+STUDENT ?= $(DISTILL_OUT)/logo_detection.keras
+
+ship: $(INSTALLED) ## STUDENT (plain Keras) as the default model: KerasCV form + ONNX export in models/
+	$(PY) -m keras_export.kerascv_form $(STUDENT) --out models/logo_detection.keras
+	$(PY) -m keras_export models/logo_detection.keras --out-dir models
 
 evaluate: $(INSTALLED) ## Evaluate the trained model on the held-out test split (plots, per source)
 	$(PY) -m training evaluate --model $(TRAIN_OUT)/logo_detection.keras \
