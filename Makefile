@@ -75,9 +75,10 @@ test: $(INSTALLED) ## Run the whole test suite (what CI runs)
 test-fast: $(INSTALLED) ## The inner loop: in-process and ONNX-server tests, no Docker, training or TensorFlow
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not container and not training"
 
-lint: $(INSTALLED) ## ruff lint + format check
+lint: $(INSTALLED) ## ruff lint + format check, mypy (strict) on the server
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 bench: $(INSTALLED) ## Benchmark the real server against the raw model and a naive baseline
 	$(PY) -m bench

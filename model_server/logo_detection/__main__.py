@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     http_limits.install(app, settings.max_request_bytes)
     app.add_middleware(metrics.RefusedRequestCounter)
     app.add_middleware(request_ids.RequestIdMiddleware)  # wraps ours: every line has the id
+    assert model.model_file is not None and model.batcher is not None  # loaded
     logger.info(
         "Serving %s version %s from %s on port %d (%d CPU threads, backend %s)",
         settings.model_name,

@@ -17,7 +17,9 @@ class ImageAdmission:
         self.max_wait_s = max_wait_s
         self.in_flight = 0
         self._changed: asyncio.Condition | None = None
-        self._notifying: set[asyncio.Task] = set()  # kept, so a pending wake-up isn't collected
+        self._notifying: set[asyncio.Task[None]] = (
+            set()
+        )  # kept, so a pending wake-up isn't collected
 
     @contextlib.asynccontextmanager
     async def admit(self, count: int) -> AsyncIterator[None]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import copy
 from collections.abc import Sequence
+from typing import Any
 
 from .settings import Settings
 
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_command_line(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, object]]:
+def parse_command_line(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, Any]]:
     """(every flag's value, the settings given on the command line as Settings overrides).
     Exits 2 with the usage for an unknown flag or a bad value, as argparse does."""
     parser = build_parser()

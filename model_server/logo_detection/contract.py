@@ -5,6 +5,7 @@ from __future__ import annotations
 import binascii
 from base64 import b64decode
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import pybase64
@@ -68,7 +69,7 @@ class PredictRequest:
 
 
 def parse_request(
-    payload: dict | bytes | str, max_instances: int, known_targets: tuple[str, ...]
+    payload: dict[str, Any] | bytes | str, max_instances: int, known_targets: tuple[str, ...]
 ) -> PredictRequest:
     """Validate the whole request, or raise InvalidInput naming the field and instance."""
     body = _as_json_object(payload)
@@ -93,7 +94,7 @@ def parse_request(
     return PredictRequest(parsed, request.debug)
 
 
-def _as_json_object(payload: dict | bytes | str) -> dict:
+def _as_json_object(payload: dict[str, Any] | bytes | str) -> dict[str, Any]:
     """KServe parses JSON bodies sent as application/json; anything else arrives as bytes.
     A v2 infer request (REST or gRPC) arrives as KServe's InferRequest."""
     if isinstance(payload, InferRequest):
@@ -134,7 +135,9 @@ def decode_base64(text: str, index: int) -> bytes:
         raise InvalidInput(f"instances[{index}].image: invalid base64: {error}") from None
 
 
-def scored_result(instance: Instance, scores: dict[str, float], target_class: str = "logo") -> dict:
+def scored_result(
+    instance: Instance, scores: dict[str, float], target_class: str = "logo"
+) -> dict[str, Any]:
     return {
         "filename": instance.filename,
         "target": instance.target,
@@ -143,11 +146,11 @@ def scored_result(instance: Instance, scores: dict[str, float], target_class: st
     }
 
 
-def error_result(instance: Instance, error: ImageError) -> dict:
+def error_result(instance: Instance, error: ImageError) -> dict[str, Any]:
     return {"filename": instance.filename, "target": instance.target, "error": error.as_dict()}
 
 
-def predict_response(results: list[dict], model_version: str) -> dict:
+def predict_response(results: list[dict[str, Any]], model_version: str) -> dict[str, Any]:
     """The answer: one result per instance, in order, and which model scored them (its JSON's
     version, else its hash's prefix), so stored scores, caches and a rolling update's two
     versions can be told apart."""

@@ -33,4 +33,5 @@ def load_keras_model_backend(
             f"of the full install ({error}); this install serves exported models: export it with "
             f"`{command}` (python -m keras_export) in the full install and serve the .onnx file"
         ) from None
-    return keras_backend(model, choice, onnx_cache_dir, threads)
+    backend: InferenceBackend = keras_backend(model, choice, onnx_cache_dir, threads)
+    return backend

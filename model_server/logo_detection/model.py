@@ -23,6 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import numpy as np
 from kserve import Model
@@ -85,6 +86,8 @@ BackendLoader = Callable[[ModelFile], InferenceBackend]
 
 
 class LogoDetectionModel(Model):
+    ready: bool  # KServe's Model sets it; readiness as KServe reports it
+
     def __init__(
         self, settings: Settings, threads: int, backend_loader: BackendLoader | None = None
     ) -> None:
@@ -106,7 +109,7 @@ class LogoDetectionModel(Model):
         self._stopped = False
         # The event loop keeps only weak references to tasks: one nobody holds can be garbage
         # collected before it finishes. Ours are held here until done.
-        self._background_tasks: set[asyncio.Task] = set()
+        self._background_tasks: set[asyncio.Task[None]] = set()
 
     def load(self) -> bool:
         """Find the model file, load and warm up its backend, start the micro-batcher: then the
@@ -137,7 +140,9 @@ class LogoDetectionModel(Model):
         not stopped, and the micro-batcher would score a request now."""
         return self.ready and self.batcher is not None and self.batcher.healthy()
 
-    async def predict(self, payload, headers: dict[str, str] | None = None) -> dict:
+    async def predict(
+        self, payload: dict[str, Any] | bytes | str, headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         timer = _Timer()
         request = parse_request(payload, self.settings.max_instances, (TARGET_CLASS,))
         # A request keeps at most one decode per thread in the (first-come) pool, so the images
@@ -176,6 +181,7 @@ class LogoDetectionModel(Model):
                 )
                 outcome.decode_ms = decode_timer.elapsed_ms()
             metrics.DECODE_SECONDS.observe(outcome.decode_ms / 1000)
+            assert self.batcher is not None, "load() starts it before the model is ready"
             outcome.scored = await self.batcher.predict(model_input[np.newaxis])
         except ImageError as error:
             outcome.error = error
@@ -198,6 +204,7 @@ class LogoDetectionModel(Model):
     async def _image_bytes(self, instance: Instance, outcome: _InstanceOutcome) -> bytes:
         if instance.image_bytes is None:
             fetch_timer = _Timer()
+            assert instance.url is not None  # an instance has exactly one of url and image
             data = await self.fetcher.fetch(instance.url)
             outcome.fetch_ms = fetch_timer.elapsed_ms()
             metrics.FETCH_SECONDS.observe(outcome.fetch_ms / 1000)
@@ -212,13 +219,15 @@ class LogoDetectionModel(Model):
 
     def _response(
         self, request: PredictRequest, outcomes: list[_InstanceOutcome], timer: _Timer
-    ) -> dict:
+    ) -> dict[str, Any]:
+        assert self.model_file is not None, "load() reads it before the model is ready"
         class_names = self.model_file.class_names
         results = []
         for instance, outcome in zip(request.instances, outcomes, strict=True):
             if outcome.error is not None:
                 results.append(error_result(instance, outcome.error))
                 continue
+            assert outcome.scored is not None  # no error: scored
             scores = dict(zip(class_names, outcome.scored.scores[0], strict=True))
             results.append(scored_result(instance, scores, TARGET_CLASS))
         response = predict_response(results, self.model_file.version)
@@ -253,7 +262,7 @@ class LogoDetectionModel(Model):
         """Wait until what `stop()` started closing is closed."""
         await asyncio.gather(*self._background_tasks)
 
-    def _background_task_done(self, task: asyncio.Task) -> None:
+    def _background_task_done(self, task: asyncio.Task[None]) -> None:
         """Drop our reference; log the failure nobody awaits the task to see."""
         self._background_tasks.discard(task)
         if not task.cancelled() and (error := task.exception()) is not None:

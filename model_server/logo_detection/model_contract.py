@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class ModelFileError(RuntimeError):
 class ModelFile:
     path: Path
     class_names: tuple[str, ...]
-    metadata: dict
+    metadata: dict[str, Any]
     # Of the file, read once at start: the JSON check, the info metric and (for a .keras file)
     # the ONNX conversion cache's key all use this one.
     sha256: str
@@ -50,7 +51,7 @@ class ModelFile:
         return model_version(self.metadata, self.sha256)
 
 
-def model_version(metadata: dict, sha256: str) -> str:
+def model_version(metadata: dict[str, Any], sha256: str) -> str:
     """The version a model's JSON records under "version" (training writes a UTC timestamp such
     as 20240417132942, export carries it over), else the first 12 hex digits of the file's
     sha256: two models live at once (a rolling update) are told apart either way."""
@@ -102,7 +103,7 @@ def resolve_model_file(model_path: Path) -> Path:
     raise ModelFileError(f"MODEL_PATH {model_path} is a directory with no .onnx or .keras file")
 
 
-def read_metadata(model_file: Path) -> dict:
+def read_metadata(model_file: Path) -> dict[str, Any]:
     """The JSON written beside the model by the training or export tools, if any."""
     sidecar = model_file.with_suffix(".json")
     if not sidecar.is_file():
@@ -116,7 +117,7 @@ def read_metadata(model_file: Path) -> dict:
     return metadata
 
 
-def check_exported_pair(model_file: Path, sha256: str, metadata: dict) -> None:
+def check_exported_pair(model_file: Path, sha256: str, metadata: dict[str, Any]) -> None:
     """An exported model's JSON names the sha256 of the `.onnx` it describes: a JSON left from
     another export (another class order, another parity check) is refused, not trusted."""
     recorded = metadata.get("onnx", {}).get("sha256")
@@ -129,7 +130,7 @@ def check_exported_pair(model_file: Path, sha256: str, metadata: dict) -> None:
         )
 
 
-def choose_class_names(configured: tuple[str, ...], metadata: dict) -> tuple[str, ...]:
+def choose_class_names(configured: tuple[str, ...], metadata: dict[str, Any]) -> tuple[str, ...]:
     """CLASS_NAMES setting, else the model JSON's `class_names`, else the production order."""
     class_names = tuple(configured) or tuple(metadata.get("class_names") or DEFAULT_CLASS_NAMES)
     missing = [name for name in REQUIRED_CLASSES if name not in class_names]

@@ -13,6 +13,7 @@ import contextvars
 import logging
 import re
 import uuid
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,7 +30,7 @@ def tag_log_records() -> None:
     """Give every log record, from any library, a `request_id` attribute for LOG_FORMAT."""
     make_record = logging.getLogRecordFactory()
 
-    def record_with_request_id(*args, **kwargs) -> logging.LogRecord:
+    def record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = make_record(*args, **kwargs)
         record.request_id = request_id.get()
         return record

@@ -8,8 +8,8 @@ Commons accepts), `resize` (TensorFlow's bilinear resize) and `model_input`, whi
 Nothing here imports kserve, asyncio, the server's settings or TensorFlow.
 """
 
+from ..model_contract import INPUT_SIZE
 from .model_input import (
-    INPUT_SIZE,
     DecodeLimits,
     image_to_model_input,
     image_to_rgb,

@@ -155,9 +155,10 @@ def _without(data: bytes, spans: list[tuple[int, int]]) -> bytes:
 
 
 def _libjpeg_turbo(data: bytes, colorspace: str, strict: bool) -> np.ndarray:
-    return simplejpeg.decode_jpeg(
+    decoded: np.ndarray = simplejpeg.decode_jpeg(
         data, colorspace=colorspace, fastdct=True, fastupsample=False, strict=strict
     )
+    return decoded
 
 
 def _cmyk_to_rgb(cmyk: np.ndarray, adobe_inverted: bool) -> np.ndarray:

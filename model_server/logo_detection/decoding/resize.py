@@ -38,7 +38,7 @@ def _lerp(start: np.ndarray, end: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """`start + (end - start) * weight` in float32 (uint8 inputs are converted exactly), in a new
     array. Floating-point addition commutes exactly, so adding `start` last is TensorFlow's
     expression to the last bit."""
-    result = np.subtract(end, start, dtype=np.float32)
+    result: np.ndarray = np.subtract(end, start, dtype=np.float32)
     result *= weight
     result += start
     return result

@@ -28,6 +28,7 @@ import queue
 import re
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from typing import cast
 from xml.etree.ElementTree import Element, tostring
 
 from defusedxml import DefusedXmlException
@@ -86,7 +87,7 @@ def parse_svg(data: bytes, dtd: Dtd) -> Element:
         raise ImageError(ErrorType.DECODE_FAILED, f"SVG is not well-formed XML: {error}") from None
     if not isinstance(root.tag, str) or _local(root.tag) != "svg":
         raise ImageError(ErrorType.DECODE_FAILED, "the XML document's root is not <svg>")
-    return root
+    return cast(Element, root)  # defusedxml is untyped
 
 
 def _serialize(root: Element) -> str:
@@ -182,9 +183,9 @@ def _aspect(root: Element) -> tuple[float, float]:
                 return width, height
         except ValueError:
             pass
-    width, height = _length(root.get("width")), _length(root.get("height"))
-    if width and height:
-        return width, height
+    width_attribute, height_attribute = _length(root.get("width")), _length(root.get("height"))
+    if width_attribute and height_attribute:
+        return width_attribute, height_attribute
     return 1.0, 1.0
 
 
@@ -248,7 +249,7 @@ class _RenderWorker:
             raise crashed from None
         if not ok:
             raise ImageError(ErrorType.DECODE_FAILED, f"SVG could not be rendered: {payload}")
-        return payload
+        return cast(bytes, payload)
 
     def kill(self) -> None:
         self.process.kill()
@@ -277,7 +278,8 @@ class _RendererPool:
         except _WorkerLost:
             logger.warning("Killing an SVG render worker (timeout or crash) and starting afresh")
             with contextlib.suppress(Exception):
-                worker.kill()
+                if worker is not None:
+                    worker.kill()
             worker = None
             raise
         finally:

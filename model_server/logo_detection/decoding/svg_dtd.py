@@ -139,7 +139,9 @@ def read_dtd(data: bytes) -> Dtd:
             )
         elif kind == "other":  # nothing this rule allows starts here, or the subset is too long
             position = token.start("other")
-            if _SUBSET_TOKEN.match(data, position).lastgroup != "other":
+            following = _SUBSET_TOKEN.match(data, position)
+            assert following is not None  # its "other" alternative matches any byte
+            if following.lastgroup != "other":
                 raise UnsafeDtd(f"the DTD's internal subset is over {MAX_SUBSET_BYTES} bytes")
             raise UnsafeDtd(_refusal_reason(data, position))
     raise AssertionError("unreachable: the empty alternative matches anywhere")
@@ -231,7 +233,9 @@ def _skip_prolog(data: bytes) -> int:
     end = position + MAX_PROLOG_BYTES
     while (item := _ONE_PROLOG_ITEM.match(data, position, end)) is not None:
         position = item.end()
-    return _SPACES.match(data, position, end).end()
+    spaces = _SPACES.match(data, position, end)
+    assert spaces is not None  # it matches the empty string
+    return spaces.end()
 
 
 def _entity_value(

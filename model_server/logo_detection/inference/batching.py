@@ -84,7 +84,7 @@ class BatcherClosed(RuntimeError):
 @dataclass
 class _Job:
     images: np.ndarray
-    future: asyncio.Future = field(repr=False)
+    future: asyncio.Future[BatchResult] = field(repr=False)
     queued_at: float = field(default_factory=time.perf_counter)
 
 
@@ -99,9 +99,15 @@ class MicroBatcher:
         self._pending: collections.deque[_Job] = collections.deque()
         self._held: list[_Job] = []  # taken from the queue by the worker, not yet delivered
         self._wakeup: asyncio.Event | None = None
-        self._worker: asyncio.Task | None = None
+        self._worker: asyncio.Task[None] | None = None
         self._closed = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+
+    @property
+    def _wake(self) -> asyncio.Event:
+        """The worker's wake-up event, made with the worker (in the running loop)."""
+        assert self._wakeup is not None, "made by _ensure_worker"
+        return self._wakeup
 
     async def predict(self, images: np.ndarray) -> BatchResult:
         """Scores for these images (the predictor sends one at a time), computed in forward
@@ -115,7 +121,7 @@ class MicroBatcher:
         chunks = np.array_split(images, -(-len(images) // self.max_batch_size))
         jobs = [_Job(chunk, loop.create_future()) for chunk in chunks]
         self._pending.extend(jobs)
-        self._wakeup.set()
+        self._wake.set()
         try:
             results = await asyncio.gather(*(job.future for job in jobs))
         finally:
@@ -149,7 +155,7 @@ class MicroBatcher:
         )
         self._worker.add_done_callback(self._worker_ended)
 
-    def _worker_ended(self, worker: asyncio.Task) -> None:
+    def _worker_ended(self, worker: asyncio.Task[None]) -> None:
         """The supervisor: a worker only ends by `close()` (cancelled). Any other end fails the
         jobs it held and those queued, which no worker would otherwise answer, then starts a
         fresh worker for the jobs to come."""
@@ -176,8 +182,8 @@ class MicroBatcher:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
+            await self._wake.wait()
+            self._wake.clear()
             while self._pending:
                 if self.max_wait_s > 0:
                     await self._linger(loop.time() + self.max_wait_s)
@@ -208,9 +214,9 @@ class MicroBatcher:
         every `predict` sets the wakeup event, so each arrival is counted at once."""
         loop = asyncio.get_running_loop()
         while self.queued_images() < self.max_batch_size and loop.time() < deadline:
-            self._wakeup.clear()
+            self._wake.clear()
             try:
-                await asyncio.wait_for(self._wakeup.wait(), deadline - loop.time())
+                await asyncio.wait_for(self._wake.wait(), deadline - loop.time())
             except TimeoutError:
                 return
 

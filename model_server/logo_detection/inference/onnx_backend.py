@@ -42,7 +42,8 @@ class OnnxRuntimeBackend:
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        return self._session.run(None, {self._input: batch})[0]
+        scores: np.ndarray = self._session.run(None, {self._input: batch})[0]
+        return scores
 
 
 def load_onnx_backend(onnx_file: Path, num_classes: int, threads: int) -> OnnxRuntimeBackend:
