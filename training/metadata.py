@@ -64,7 +64,9 @@ def describe(data_dir: Path, counts: dict, training: dict, metrics: dict) -> dic
     return {
         "class_names": data.CLASS_NAMES,
         "input_size": [INPUT_SIZE, INPUT_SIZE],
-        "input": "float32 RGB 0..255, from decoding.image_to_model_input",
+        "input": (
+            "float32 RGB 0..255, from model_server.logo_detection.decoding.image_to_model_input"
+        ),
         "data": {
             "data_dir": repo_relative(data_dir),
             "prepared_from": prepared_from,
