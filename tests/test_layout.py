@@ -7,6 +7,7 @@ server) and training's synthetic-data generators. Imports inside functions count
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,7 @@ def our_files() -> dict[str, Path]:
     }
 
 
+@functools.cache  # the files do not change during a run: parse them once (callers only read)
 def import_graph() -> dict[str, set[str]]:
     """Our modules -> the modules of ours each one imports (a package's import runs its
     `__init__`, so importing `a.b.c` also imports `a` and `a.b`)."""
