@@ -71,9 +71,13 @@ test: $(INSTALLED) ## Run the whole test suite (what CI runs)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The fast tier waits on server processes, timeouts and subprocesses as much as it computes: two
-# workers, a test file each, halve its time on 2 cores.
+# workers, a test file each, overlap those waits. Its fuzz tests run a third of the examples
+# `make test` (CI) runs, unless FUZZ_EXAMPLES says otherwise (tests/test_fuzz.py).
+FAST_FUZZ_EXAMPLES ?= 50
+
 test-fast: $(INSTALLED) ## The inner loop: in-process and ONNX-server tests, no Docker, training or TensorFlow
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not container and not training"
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-$(FAST_FUZZ_EXAMPLES)} $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile \
+		-m "not slow and not container and not training"
 
 lint: $(INSTALLED) ## ruff lint + format check, mypy (strict) on the server
 	$(VENV)/bin/ruff check .
