@@ -57,7 +57,7 @@ SKIPPED = {
     ".venv/bin/python -m bench.container": "builds and runs Docker images for minutes; "
     "test_container runs the image the same way",
     ".venv/bin/locust": "a load test against a running server, for as long as it is left running",
-    "make lint": "ruff over the whole tree, not a behaviour of the server",
+    "make lint": "ruff over the whole tree and mypy on the server; test_lint runs both",
     "make download-model": "needs internet; test_make_download_model runs it on a local URL",
     "make image": "builds the image for minutes; test_container builds it the same way "
     "(deploy/container.sh build)",
