@@ -110,7 +110,10 @@ def main() -> int:
     result: dict = {"machine": report.machine(), "quick": quick}
     progress(f"Machine: {result['machine']}")
 
-    loaded = load_model(settings.model_path, settings.class_names)
+    # The raw-model floor and the naive baseline run the Keras model: the `.keras` file that an
+    # exported `.onnx` (the default model path) was made from, or MODEL_PATH if it is one.
+    keras_file = settings.model_path.with_suffix(".keras")
+    loaded = load_model(keras_file, settings.class_names)
     reference = TensorFlowBackend(loaded.keras_model)
     backend = select_backend(
         args.backend or settings.inference_backend,
