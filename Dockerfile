@@ -1,7 +1,7 @@
 # The production image: ONNX Runtime serving an exported model, no TensorFlow
 # (docs/deploying.md#the-image).
 #   make image                              (deploy/container.sh build: base images, then this)
-#   docker run -p 8080:8080 logo-detection  serves the default model, exported while building
+#   docker run -p 8080:8080 logo-detection  serves the default model (the committed ONNX export)
 #   docker run -p 8080:8080 -v DIR:/mnt/models:ro logo-detection   serves DIR's exported model
 # Wikimedia CI builds blubber.yaml's variants instead, which make the same image.
 #
@@ -20,19 +20,6 @@ RUN python3 -m venv /opt/venv
 COPY requirements-serving.txt /src/
 RUN pip install --no-compile --require-hashes -r /src/requirements-serving.txt
 
-# Export: the export lock (the serving versions plus TensorFlow ...) and the offline keras_export
-# package convert the default .keras model (and carry its JSON's version) to .onnx + .json once,
-# here, with its parity check against TensorFlow: the same files as the committed
-# models/logo_detection.onnx. Nothing of this stage but those two files reaches the published image.
-FROM serving-stack AS export
-COPY requirements.txt /src/
-RUN pip install --no-compile --require-hashes -r /src/requirements.txt
-COPY model_server /src/model_server
-COPY keras_export /src/keras_export
-COPY models/logo_detection.keras models/logo_detection.json /src/models/
-WORKDIR /src
-RUN python3 -m keras_export models/logo_detection.keras --out-dir /opt/model
-
 # The server package as it is (no TensorFlow code in it: tests/test_layout.py), installed into
 # the serving stack; built with the locked setuptools (no build isolation), so nothing unhashed
 # is downloaded.
@@ -43,13 +30,16 @@ RUN pip install --no-deps --no-build-isolation --no-compile /src \
     && python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib \
     && python3 -c "import model_server.logo_detection.settings"
 
-# The published image: the clean base, the virtualenv, the exported default model.
+# The published image: the clean base, the virtualenv, the default model's committed ONNX export
+# and its JSON (models/: tests/test_export.py proves they are the export of the .keras, so no
+# TensorFlow is installed to build the image).
 FROM ${BASE_IMAGE} AS production
 RUN useradd --uid 900 --user-group --create-home --shell /usr/sbin/nologin runuser
-COPY --from=serving-build /opt/venv /opt/venv
 # KServe's storage initializer (or `docker run -v DIR:/mnt/models`) mounts a model over this
-# directory, which hides the default; without a mount, the default is what is served.
-COPY --from=export /opt/model /mnt/models
+# directory, which hides the default; without a mount, the default is what is served. Copied
+# before the virtualenv: a change to the server's code leaves this layer cached.
+COPY models/logo_detection.onnx models/logo_detection.json /mnt/models/
+COPY --from=serving-build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -197,8 +197,9 @@ def test_serving_lock_pins_the_web_stack_and_no_framework(locks):
 
 
 def test_every_lock_has_the_dev_lock_versions(locks):
-    """The dev lock is resolved first and constrains the others (make lock), so the export stage
-    installs over the serving stack without moving a package, and tests see serving's versions."""
+    """The dev lock is resolved first and constrains the others (make lock), so the export lock
+    is the serving stack plus TensorFlow without moving a package, and tests see serving's
+    versions."""
     dev = {name: version for name, (version, _) in locks["dev"].items()}
     for kind in ("serving", "export", "gpu"):
         lock = {name: version for name, (version, _) in locks[kind].items()}
@@ -225,14 +226,15 @@ def test_make_installs_the_locks_with_hashes_and_can_regenerate_them():
 # --- the images install the locks -------------------------------------------------------------
 
 
-def dockerfile_runs(stage: str) -> list[str]:
+def dockerfile_runs(stage: str | None = None) -> list[str]:
+    """The RUN arguments of one stage (None: of every stage)."""
     text = re.sub(r"\\\n", " ", (REPO_ROOT / "Dockerfile").read_text())
     runs, current = [], None
     for line in text.splitlines():
         instruction, _, arguments = line.strip().partition(" ")
         if instruction.upper() == "FROM":
             current = arguments.split()[-1]
-        elif instruction.upper() == "RUN" and current == stage:
+        elif instruction.upper() == "RUN" and stage in (None, current):
             runs.append(arguments)
     return runs
 
@@ -245,19 +247,19 @@ def test_dockerfile_installs_the_serving_lock_with_hashes():
     (serving,) = pip_installs(dockerfile_runs("serving-stack"))
     assert "--require-hashes" in serving.split()
     assert serving.split()[-2:] == ["-r", "/src/requirements-serving.txt"]
-    (export,) = pip_installs(dockerfile_runs("export"))
-    assert "--require-hashes" in export.split()
-    assert export.split()[-2:] == ["-r", "/src/requirements.txt"]
     (package,) = pip_installs(dockerfile_runs("serving-build"))
     assert "--no-deps" in package.split(), "the package must not pull unlocked dependencies"
     assert "--no-build-isolation" in package.split(), "the build would fetch unhashed setuptools"
     for stage in ("serving-build", "production"):
         assert not any("requirements" in run for run in dockerfile_runs(stage))
+    # the image serves the committed export: no stage installs another lock (TensorFlow)
+    every_lock = re.findall(r" -r (\S+)", " && ".join(pip_installs(dockerfile_runs())))
+    assert every_lock == ["/src/requirements-serving.txt"]
 
 
 def test_blubber_installs_one_lock_per_variant():
     variants = yaml.safe_load((REPO_ROOT / "blubber.yaml").read_text())["variants"]
     assert variants["build"]["python"]["requirements"] == ["requirements-serving.txt"]
-    assert variants["export"]["python"]["requirements"] == ["requirements.txt"]
     assert variants["test"]["python"]["requirements"] == ["requirements-dev.txt"]
+    assert "export" not in variants, "the image serves the committed export: no TensorFlow lock"
     assert "requirements" not in variants["production"]["python"]

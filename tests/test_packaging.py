@@ -32,6 +32,8 @@ from model_server.logo_detection.settings import Settings
 
 ENTRYPOINT = ["python3", "-m", "model_server.logo_detection"]
 MANIFEST = REPO_ROOT / "deploy" / "kserve" / "inferenceservice.yaml"
+# The default model's committed ONNX export and its JSON: what both images serve from /mnt/models.
+DEFAULT_MODEL_FILES = ("models/logo_detection.onnx", "models/logo_detection.json")
 # Read by KServe (STORAGE_URI: download the model to /mnt/models) or by the HTTP client library.
 NON_SETTINGS_ENV = {"STORAGE_URI", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"}
 
@@ -82,7 +84,7 @@ def dockerignored(path: str) -> bool:
 
 def test_dockerfile_copies_only_existing_paths_that_the_context_keeps():
     stages = dockerfile_stages()
-    assert list(stages) == ["serving-stack", "export", "serving-build", "production"]
+    assert list(stages) == ["serving-stack", "serving-build", "production"]
     sources = [source for stage in stages.values() for source in local_copy_sources(stage)]
     assert sources, "the Dockerfile copies nothing from the repo"
     for source in sources:
@@ -95,10 +97,16 @@ def test_dockerfile_copies_only_existing_paths_that_the_context_keeps():
 def test_production_stage_is_slim_non_root_and_serves_from_mnt_models():
     stages = dockerfile_stages()
     production = stages["production"]
-    assert local_copy_sources(production) == [], "the runtime image must not copy sources"
+    # No sources: the virtualenv from serving-build and the committed default model (its ONNX
+    # export and JSON). No stage exports: none copies the export tools, their lock or the .keras.
+    assert local_copy_sources(production) == list(DEFAULT_MODEL_FILES), "copies sources"
     copies = [args.split() for instruction, args in production if instruction == "COPY"]
-    assert sorted(words[0] for words in copies) == ["--from=export", "--from=serving-build"]
-    assert ["--from=export", "/opt/model", "/mnt/models"] in copies, "no default model"
+    assert [*DEFAULT_MODEL_FILES, "/mnt/models/"] in copies, "no default model"
+    assert [words[0] for words in copies if words[0].startswith("--from")] == [
+        "--from=serving-build"
+    ]
+    copied = {source for stage in stages.values() for source in local_copy_sources(stage)}
+    assert not copied & {"requirements.txt", "keras_export", "models/logo_detection.keras"}
     installs = [args for instruction, args in stages["serving-stack"] if instruction == "RUN"]
     # the serving lock, hash-checked; never the export lock (TensorFlow): test_dependencies.py
     assert any("--require-hashes -r /src/requirements-serving.txt" in args for args in installs)
@@ -127,13 +135,11 @@ def blubber() -> dict:
 def test_blubber_has_the_three_variants_and_pins_python(blubber):
     assert blubber["version"] == "v4"
     assert blubber["base"].startswith("docker-registry.wikimedia.org/")
-    assert set(blubber["variants"]) == {"build", "export", "test", "production"}
+    assert set(blubber["variants"]) == {"build", "test", "production"}  # no export at build time
     build = blubber["variants"]["build"]["python"]
     assert build["version"] == "python3.11"
     assert build["requirements"] == ["requirements-serving.txt"]
-    export = blubber["variants"]["export"]
-    assert export["python"]["requirements"] == ["requirements.txt"]  # the export lock
-    assert export["builder"]["command"][:3] == ["python3", "-m", "keras_export"]
+    assert all("builder" not in variant for variant in blubber["variants"].values())
     test = blubber["variants"]["test"]["python"]
     assert test["requirements"] == ["requirements-dev.txt"]  # the dev lock: export + test tools
 
@@ -144,16 +150,15 @@ def test_blubber_production_runs_the_entrypoint_as_non_root_with_runtime_files_o
     assert not production.get("runs", {}).get("insecurely", False)
     assert not blubber.get("runs", {}).get("insecurely", False)
     assert blubber["runs"]["environment"]["MODEL_PATH"] == "/mnt/models"
-    local = [copy for copy in production["copies"] if copy["from"] == "local"]
-    assert [copy["source"] for copy in local] == ["model_server"]
-    assert local[0].get("exclude", []) == ["**/__pycache__"], "model_server is copied as it is"
+    local = {copy["source"]: copy for copy in production["copies"] if copy["from"] == "local"}
+    assert list(local) == ["model_server", *DEFAULT_MODEL_FILES]
+    assert local["model_server"].get("exclude", []) == ["**/__pycache__"], "copied as it is"
+    for source in DEFAULT_MODEL_FILES:  # the committed default model, as the Dockerfile copies it
+        assert local[source]["destination"] == f"/mnt/models/{Path(source).name}"
     from_variants = {copy["from"]: copy for copy in production["copies"] if copy["from"] != "local"}
-    assert set(from_variants) == {"build", "export"}
+    assert set(from_variants) == {"build"}
     site_packages = from_variants["build"]["source"]
     assert site_packages in blubber["runs"]["environment"]["PYTHONPATH"].split(":")
-    assert from_variants["export"]["destination"] == "/mnt/models"
-    export_out = blubber["variants"]["export"]["builder"]["command"][-1]
-    assert from_variants["export"]["source"] == f"{blubber['lives']['in']}/{export_out}"
 
 
 def test_every_path_blubber_copies_exists(blubber):
