@@ -2,8 +2,9 @@
 
 The image is built with deploy/container.sh (the base bootstrapped from Debian's registry when no
 registry image can be pulled) and started with `--network host --read-only --tmpfs /tmp`, as a
-non-root user. Its scores are compared with the development server's on the same exported model;
-SIGTERM during a 50-image request must still answer it and exit 0.
+non-root user. Its default model must be the committed export (models/logo_detection.onnx and
+.json, copied, not exported while building); its scores are compared with the development
+server's on the same model; SIGTERM during a 50-image request must still answer it and exit 0.
 
 A Docker engine is required: .ci/run starts one. Without one the tests fail in CI (CI set) and
 are skipped, with the reason, on a developer machine.
@@ -12,6 +13,8 @@ are skipped, with the reason, on a developer machine.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import io
 import json
 import os
 import re
@@ -28,7 +31,7 @@ import yaml
 from kubernetes.utils import parse_quantity
 
 from bench.harness.container import Container, docker
-from bench.harness.server_process import REPO_ROOT, ServerProcess
+from bench.harness.server_process import DEFAULT_ONNX, REPO_ROOT, ServerProcess
 
 from .conftest import instance, loopback_fetch_settings
 from .hostile_support import billion_laughs_svg, png, png_bomb
@@ -141,6 +144,20 @@ print(json.dumps({
     assert found["models"] == ["logo_detection.json", "logo_detection.onnx"]
 
 
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_images_default_model_is_the_committed_export(exported_model):
+    """The build copies models/logo_detection.onnx and its JSON (tests/test_export.py proves them
+    the export of the .keras) instead of exporting with TensorFlow: the same bytes, version."""
+    committed_json = DEFAULT_ONNX.with_suffix(".json")
+    assert sha256(exported_model / DEFAULT_ONNX.name) == sha256(DEFAULT_ONNX)
+    metadata = json.loads((exported_model / committed_json.name).read_text())
+    assert metadata["version"] == json.loads(committed_json.read_text())["version"]
+    assert sha256(exported_model / committed_json.name) == sha256(committed_json)
+
+
 def certificates(bundle: bytes) -> set[bytes]:
     """The base64 bodies of a PEM bundle's certificates."""
     return {match.group(1) for match in PEM_CERTIFICATE.finditer(bundle)}
@@ -180,7 +197,11 @@ def test_the_build_ca_is_in_no_layer_of_the_published_image(image):
 
 
 async def post(http: aiohttp.ClientSession, url: str, body: object) -> tuple[int, dict]:
-    async with http.post(url, json=body) as answer:
+    # As a file, the body is written in chunks: aiohttp warns (ResourceWarning, an error under
+    # pytest) that bytes over 1 MiB, written at once, may hold up the event loop.
+    data = io.BytesIO(json.dumps(body).encode())
+    headers = {"Content-Type": "application/json"}
+    async with http.post(url, data=data, headers=headers) as answer:
         return answer.status, await answer.json()
 
 
