@@ -164,12 +164,16 @@ def fine_tune_teacher(features, labels, train_rows, val_rows, out: Path, recipe:
             epochs=epochs,
             class_weight=class_weights(labels[train_rows]),
             callbacks=[
-                keras.callbacks.BackupAndRestore(str(out / f"backup-teacher-{phase}")),
+                keras.callbacks.BackupAndRestore(
+                    str(out / f"backup-teacher-{phase}"), delete_checkpoint=False
+                ),
                 keras.callbacks.CSVLogger(str(out / f"teacher-{phase}-history.csv"), append=True),
             ],
             verbose=2,
         )
     model.save_weights(str(weights))
+    for phase, _epochs, _trainable in phases:
+        shutil.rmtree(out / f"backup-teacher-{phase}", ignore_errors=True)
     return bottom, model
 
 
@@ -267,7 +271,11 @@ def train_student(images, labels, targets, out: Path, recipe: Recipe) -> keras.M
             initial_epoch=epoch,
             epochs=epoch + epochs,
             callbacks=[
-                keras.callbacks.BackupAndRestore(str(out / "backup-student")),
+                # Kept across stages (each stage is its own fit): an interrupted run resumes
+                # from the last finished epoch, whichever stage it was in.
+                keras.callbacks.BackupAndRestore(
+                    str(out / "backup-student"), delete_checkpoint=False
+                ),
                 keras.callbacks.LearningRateScheduler(
                     learning_rate_schedule(recipe.student_learning_rate, total)
                 ),
