@@ -68,6 +68,13 @@ SKIPPED = {
     "make train": "an hour of training; test_training trains one short epoch the same way",
     "make evaluate": "needs a trained run; test_training evaluates its tiny model",
     "make lso": "trains for tens of minutes; test_training runs lso on a tiny generated set",
+    "make distill": "fine-tunes the teacher and trains the student for hours; "
+    "test_distillation runs distill on a tiny generated set",
+    "make distill-lso": "the same with sources held out; test_distillation runs distill",
+    "make ship": "replaces the committed default model; test_distillation converts a student "
+    "the same way (keras_export.kerascv_form) and test_export checks the committed export",
+    "python -m training evaluate": "needs a trained run; test_training evaluates its tiny model",
+    "python -m training classify": "test_training runs classify with a grid",
     "make install-gpu": "downloads TensorFlow's CUDA build; test_training_tools checks its pins",
     ".venv/bin/python -m training classify": "test_training runs classify with a grid",
     "docker": "test_container runs the image the same way (read-only, non-root, /mnt/models)",

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -102,7 +103,12 @@ class ServerProcess:
             "ONNX_CACHE_DIR": str(ONNX_CACHE_DIR),
             **{key.upper(): str(value) for key, value in env.items()},
         }
-        self._log = tempfile.NamedTemporaryFile(prefix="logo-detection-", suffix=".log")  # noqa: SIM115 (lives as long as the server)
+        # The server's output goes to a file that outlives stop() (failures read it after), with
+        # no handle left open here: a server started and stopped without `with` leaks nothing.
+        descriptor, log_path = tempfile.mkstemp(prefix="logo-detection-", suffix=".log")
+        os.close(descriptor)
+        self._log_path = Path(log_path)
+        weakref.finalize(self, self._log_path.unlink, missing_ok=True)
         self.process: subprocess.Popen | None = None
 
     @property
@@ -115,13 +121,14 @@ class ServerProcess:
         return f"{self.url}/v1/models/{name}:predict"
 
     def start(self, ready_timeout_s: float = 180) -> ServerProcess:
-        self.process = subprocess.Popen(
-            [*SERVER_COMMAND, *self.argv],
-            cwd=self.code_dir,
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        with self._log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [*SERVER_COMMAND, *self.argv],
+                cwd=self.code_dir,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         if poll_ready(self.url, self._exited, ready_timeout_s):
             return self
         self.stop()
@@ -146,14 +153,13 @@ class ServerProcess:
         return self.process.returncode
 
     def log(self) -> str:
-        return Path(self._log.name).read_text(errors="replace")
+        return self._log_path.read_text(errors="replace")
 
     def __enter__(self) -> ServerProcess:
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
-        self._log.close()
 
 
 def run_to_exit(
