@@ -23,6 +23,7 @@ its ImageNet pre-training saw none of the prepared sources but ImageNet's own sa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -39,6 +40,7 @@ from model_server.logo_detection.model_contract import INPUT_SIZE
 from training import data, metadata, teacher
 from training.batches import augment
 from training.distillation_recipe import METHODS, Recipe
+from training.distribution import hardware
 from training.lso import check_sources, held_out_report
 from training.network import build_network
 from training.paths import repo_relative
@@ -114,6 +116,14 @@ def bottom_features(images, cache: Path, recipe: Recipe, batch: int = 32) -> np.
         out.flush()
         done_file.write_text(str(rows[-1] + 1))
     return np.load(cache, mmap_mode="r")
+
+
+def bottom_cache_name(examples: list[data.Example], recipe: Recipe) -> str:
+    """The frozen features' file: named by the images (their names, labels and count), the
+    number of views and the seed, which are all that decide its content."""
+    listed = json.dumps([(e.key, e.path.name, e.label) for e in examples]).encode()
+    digest = hashlib.sha256(listed).hexdigest()[:12]
+    return f"lite0-bottom-{len(examples)}x{recipe.views}-seed{recipe.seed}-{digest}.npy"
 
 
 def teacher_head(top: keras.Model) -> keras.Model:
@@ -312,8 +322,7 @@ def distill(
     kept = np.array([e.key not in left_out for e in everything])
     train_rows = np.flatnonzero(kept & (split == "train"))
     val_rows = np.flatnonzero(kept & (split == "val"))
-    key = f"lite0-bottom-{len(images)}x{recipe.views}-seed{recipe.seed}"
-    features = bottom_features(images, cache_dir / f"{key}.npy", recipe)
+    features = bottom_features(images, cache_dir / bottom_cache_name(everything, recipe), recipe)
 
     bottom, head_model = fine_tune_teacher(features, labels, train_rows, val_rows, out, recipe)
     teacher_model = full_teacher(bottom, head_model)
@@ -338,7 +347,7 @@ def distill(
                 "train": data.counts([everything[r] for r in train_rows]),
                 "val": data.counts([everything[r] for r in val_rows]),
             },
-            training={**info_common, "method": "distillation", "hardware": _hardware()},
+            training={**info_common, "method": "distillation", "hardware": hardware()},
             metrics={"val": metadata.summary(labels[val_rows], val_scores)},
         )
         metadata.save_model(student, student_file, info)
@@ -353,9 +362,3 @@ def distill(
             report[name] = held_out_report(model, data_dir, holdout, exclude, cache_dir)
     (out / "distill.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     return report
-
-
-def _hardware() -> dict:
-    from training.distribution import hardware
-
-    return hardware()
