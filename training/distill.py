@@ -95,16 +95,17 @@ class Views(keras.utils.PyDataset):
 def bottom_features(images, cache: Path, recipe: Recipe, batch: int = 32) -> np.ndarray:
     """The teacher's frozen blocks on every view of every image: (n, views, 14, 14, 112) float16,
     computed in chunks that survive an interruption (`.rows` counts the finished ones)."""
-    bottom = teacher.build_bottom()
-    teacher.load_imagenet_weights([teacher.imagenet_classifier(bottom, teacher.build_top())])
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    done_file = cache.with_suffix(".rows")
+    done = int(done_file.read_text()) if done_file.exists() and cache.exists() else 0
+    if done >= len(images):  # complete: no teacher to build
+        return np.load(cache, mmap_mode="r")
+    bottom, _top, _classifier = teacher.pretrained()
     shape = (
         len(images),
         recipe.views,
         *bottom.compute_output_shape((1, INPUT_SIZE, INPUT_SIZE, 3))[1:],
     )
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    done_file = cache.with_suffix(".rows")
-    done = int(done_file.read_text()) if done_file.exists() and cache.exists() else 0
     mode = "r+" if done else "w+"
     out = np.lib.format.open_memmap(cache, mode, np.float16, shape)
     starts = range(done, len(images), batch)
@@ -142,8 +143,7 @@ def _freeze_batch_norm(model: keras.Model) -> None:
 
 def fine_tune_teacher(features, labels, train_rows, val_rows, out: Path, recipe: Recipe):
     """Head first, then the top blocks: returns the teacher's (top, head model)."""
-    bottom, top = teacher.build_bottom(), teacher.build_top()
-    teacher.load_imagenet_weights([teacher.imagenet_classifier(bottom, top)])
+    bottom, top, _classifier = teacher.pretrained()
     model = teacher_head(top)
     weights = out / "teacher_top.weights.h5"
     if weights.exists():

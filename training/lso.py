@@ -84,7 +84,9 @@ def leave_sources_out(
     report = {
         "data_dir": repo_relative(data_dir),
         "training": info["training"],
-        **held_out_report(read_keras_file(out / MODEL_FILE), data_dir, holdout, exclude, cache_dir),
+        **held_out_report(
+            read_keras_file(out / MODEL_FILE), data_dir, holdout, exclude, cache_dir, batch_size
+        ),
     }
     (out / "lso.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
