@@ -29,7 +29,7 @@ import math
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import keras
@@ -43,7 +43,7 @@ from training.distillation_recipe import METHODS, Recipe
 from training.distribution import hardware
 from training.lso import check_sources, held_out_report
 from training.network import build_network
-from training.paths import repo_relative
+from training.paths import REPO_ROOT, repo_relative
 from training.progress import progress
 from training.scores import score_model
 from training.train import class_weights, learning_rate_schedule
@@ -250,6 +250,9 @@ def student_targets_for(targets: dict, labels, recipe: Recipe):
 
 def train_student(images, labels, targets, out: Path, recipe: Recipe) -> keras.Model:
     network, model = student_model()
+    if recipe.init_student:
+        start = keras.saving.load_model(str(REPO_ROOT / recipe.init_student), compile=False)
+        network.set_weights(start.get_weights())  # the projection to the features starts afresh
     stages = [tuple(int(v) for v in part.split("x")) for part in recipe.student_stages.split(",")]
     total = sum(epochs for epochs, _ in stages)
     feature_weight = 0.0 if recipe.method == "soft" else recipe.feature_loss_weight
@@ -313,6 +316,10 @@ def distill(
     recipe = recipe or Recipe()
     if recipe.method not in METHODS:
         raise SystemExit(f"--method must be one of {METHODS}")
+    if recipe.init_student:
+        if not Path(recipe.init_student).is_file():
+            raise SystemExit(f"--init-student: no model file at {recipe.init_student}")
+        recipe = replace(recipe, init_student=repo_relative(recipe.init_student))
     check_sources(data_dir, [*holdout, *exclude])
     keras.utils.set_random_seed(recipe.seed)
     out.mkdir(parents=True, exist_ok=True)

@@ -23,3 +23,6 @@ class Recipe:
     method: str = "both"  # soft: the teacher's probabilities; feature: its pooled features
     hard_label_weight: float = 0.3  # of the probability target; the teacher's is the rest
     feature_loss_weight: float = 1.0
+    # A production-network .keras whose weights start the student (an earlier student, to train
+    # it longer); empty: random weights. Its own training must not have seen any held-out source.
+    init_student: str = ""
