@@ -116,9 +116,13 @@ def loopback_fetch_settings(image_server: ImageServer) -> dict[str, object]:
 
 @pytest.fixture(scope="session")
 def server(image_server: ImageServer) -> Iterator[ServerProcess]:
-    """One real server process for the session, serving the default model."""
+    """One real server process for the session, serving the default model. Its SVG render
+    timeout is 2 s, not 5: the hostile SVG that renders for minutes burns a core until then."""
     with ServerProcess(
-        fetch_total_timeout_s=5, fetch_read_timeout_s=2, **loopback_fetch_settings(image_server)
+        fetch_total_timeout_s=5,
+        fetch_read_timeout_s=2,
+        svg_render_timeout_s=2,
+        **loopback_fetch_settings(image_server),
     ) as process:
         yield process
 

@@ -22,17 +22,14 @@ from PIL import Image
 def photo_like(width: int, height: int, seed: int = 0) -> np.ndarray:
     """Smooth gradients plus texture: compresses and resizes like a photo, not like flat art."""
     rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = np.stack(
-        [
-            127 + 100 * np.sin(x / (width / 6.0) + seed),
-            127 + 100 * np.cos(y / (height / 5.0)),
-            127 + 80 * np.sin((x + y) / (width / 9.0)),
-        ],
-        axis=-1,
-    )
-    noise = rng.normal(0, 18, size=(height, width, 3))
-    return np.clip(base + noise, 0, 255).astype(np.uint8)
+    y, x = np.ogrid[0:height, 0:width]
+    x, y = x.astype(np.float32), y.astype(np.float32)
+    pixels = rng.standard_normal((height, width, 3), dtype=np.float32)  # float32: a 12 MP
+    pixels *= 18  # photo is made in a fraction of a second, not seconds
+    pixels[..., 0] += 127 + 100 * np.sin(x / (width / 6.0) + seed)
+    pixels[..., 1] += 127 + 100 * np.cos(y / (height / 5.0))
+    pixels[..., 2] += 127 + 80 * np.sin((x + y) / (width / 9.0))
+    return np.clip(pixels, 0, 255, out=pixels).astype(np.uint8)
 
 
 def encode(image: Image.Image, fmt: str, **options: object) -> bytes:

@@ -103,7 +103,7 @@ async def test_a_request_outlasting_the_grace_period_does_not_hold_up_the_exit(i
 
     url = image_server.add_route("shutdown/stuck.png", never_done)
     server = ServerProcess(
-        shutdown_grace_period_s=2,
+        shutdown_grace_period_s=1,
         fetch_read_timeout_s=120,
         fetch_total_timeout_s=120,
         **loopback_fetch_settings(image_server),

@@ -90,8 +90,16 @@ class ImageServer:
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
+    async def _stop_site(self) -> None:
+        """Cancel the handlers still running, then close: a hostile route may stall far longer
+        than its test, and aiohttp would wait for it (its client has gone)."""
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.cancel()
+        await self._runner.cleanup()
+
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
+        asyncio.run_coroutine_threadsafe(self._stop_site(), self._loop).result(30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
