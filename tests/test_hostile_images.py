@@ -135,7 +135,8 @@ async def test_hostile_images_get_per_instance_errors(http, server, samples):
 
 async def test_slow_svg_is_stopped_and_the_server_stays_responsive(http, server):
     """A few bytes of filter keep resvg busy for minutes: the render is killed at the timeout
-    (5 s by default, 2 s on the test server) while health checks and other requests keep being answered."""
+    (5 s by default, 2 s on the test server) while health checks and other requests keep
+    being answered."""
     body = {"instances": [instance("slow.svg", data=SLOW_FILTER_SVG)]}
     slow = asyncio.ensure_future(post_predict(http, server, body))
     await assert_health_answers(http, server, times=1)
