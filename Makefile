@@ -63,6 +63,11 @@ $(SERVING_VENV)/.installed: requirements-serving.txt pyproject.toml
 run: $(RUN_VENV)/.installed ## Serve the default model on http://localhost:8080 (MODEL_PATH overrides)
 	$(RUN_VENV)/bin/python -m model_server.logo_detection
 
+# Every test process, and each server it starts, imports the same sources: they are compiled once
+# into __pycache__ (ignored by git and Docker), and pytest keeps its rewritten test modules there,
+# even where the environment asks Python not to write bytecode (PYTHONDONTWRITEBYTECODE).
+test test-fast: export PYTHONDONTWRITEBYTECODE :=
+
 # Two workers, a test file each at a time: the container build and the installs wait on the
 # network and disk while the other worker runs the CPU-bound tests.
 TEST_WORKERS ?= 2

@@ -1,12 +1,16 @@
 """The model in process, through KServe's lifecycle: unready until `load()`, which loads the
 exported default model on ONNX Runtime; predict with real image bytes; a batcher worker that dies
 (a backend answering with a score missing) costs only its images, as `internal_error`; `stop()`
-makes it unready and closes it. Readiness is read through KServe's own data plane, as its
-`/v1/models/<name>` and `/v2/health/ready` routes read it."""
+makes it unready and closes it; a model whose JSON records no version is named by its hash.
+Readiness is read through KServe's own data plane, as its `/v1/models/<name>` and
+`/v2/health/ready` routes read it."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,6 +18,7 @@ import numpy as np
 import pytest
 from kserve.model_repository import ModelRepository
 from PIL import Image
+from prometheus_client import REGISTRY
 
 from model_server.logo_detection.backend_loader import load_backend
 from model_server.logo_detection.decoding import image_to_model_input
@@ -171,6 +176,33 @@ async def test_stop_makes_the_model_unready_at_once_and_closes_it(exported_defau
     assert not model.batcher.healthy()  # the batcher is closed: it scores nothing more
     assert model.load() is False  # a stopped model is not brought back by KServe's load()
     assert await is_ready(data_plane, model.name) == (False, False)
+
+
+async def test_a_model_whose_json_records_no_version_is_named_by_its_hash(
+    exported_default_model, stopped_at_end, tmp_path
+):
+    """The same export, its JSON without `version`: the answer, and the model-info metric,
+    name the model by the first 12 hex digits of the served file's sha256."""
+    onnx_file = next(exported_default_model.glob("*.onnx"))
+    metadata = json.loads(onnx_file.with_suffix(".json").read_text())
+    metadata.pop("version", None)
+    shutil.copyfile(onnx_file, tmp_path / onnx_file.name)
+    (tmp_path / onnx_file.name).with_suffix(".json").write_text(json.dumps(metadata))
+    expected = hashlib.sha256(onnx_file.read_bytes()).hexdigest()[:12]
+
+    model = LogoDetectionModel(settings_for(tmp_path), threads=THREADS)
+    stopped_at_end.append(model)
+    model.load()
+    answer = await model.predict({"instances": [instance("a.png", data=gradient_png(4))]})
+    assert answer["model_version"] == expected
+    assert "prediction" in answer["predictions"][0], answer
+    info = [
+        sample.labels
+        for family in REGISTRY.collect()
+        for sample in family.samples
+        if sample.name == "logo_detection_model_info"
+    ]
+    assert [labels["model_version"] for labels in info] == [expected]
 
 
 def test_a_model_that_cannot_be_served_stays_unready(tmp_path):

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import math
-import shutil
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench.harness.server_process import ServerProcess
 from model_server.logo_detection.model_contract import describe_model
@@ -270,30 +267,3 @@ async def test_svg_with_doctype_and_absolute_units_is_scored(http, server):
     # only the declared size differs and SVGs render at a fixed size: near-identical pixels
     scores = [result["prediction"] for result in answer["predictions"]]
     assert max(scores) - min(scores) < 0.01, scores
-
-
-async def test_a_model_whose_json_records_no_version_is_named_by_its_hash(
-    http, exported_default_model, tmp_path
-):
-    """The same export, its JSON without `version`: every answer, and the model-info metric,
-    name the model by the first 12 hex digits of the served file's sha256."""
-    onnx_file = next(exported_default_model.glob("*.onnx"))
-    metadata = json.loads(onnx_file.with_suffix(".json").read_text())
-    metadata.pop("version", None)
-    shutil.copyfile(onnx_file, tmp_path / onnx_file.name)
-    (tmp_path / onnx_file.name).with_suffix(".json").write_text(json.dumps(metadata))
-    expected = hashlib.sha256(onnx_file.read_bytes()).hexdigest()[:12]
-    with ServerProcess(model_path=tmp_path) as unversioned:
-        body = {"instances": [instance("a.png", data=flat_png((200, 30, 30)))]}
-        status, answer = await post_predict(http, unversioned, body)
-        async with http.get(f"{unversioned.url}/metrics") as response:
-            info = [
-                sample.labels
-                for family in text_string_to_metric_families(await response.text())
-                for sample in family.samples
-                if sample.name == "logo_detection_model_info"
-            ]
-    assert status == 200, answer
-    assert answer["model_version"] == expected
-    assert_scored(answer["predictions"][0], "a.png")
-    assert [labels["model_version"] for labels in info] == [expected]
