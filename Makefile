@@ -84,7 +84,7 @@ test-fast: $(INSTALLED) ## The inner loop: in-process and ONNX-server tests, no 
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-$(FAST_FUZZ_EXAMPLES)} $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile \
 		-m "not slow and not container and not training"
 
-lint: $(INSTALLED) ## ruff lint + format check, mypy (strict) on the server
+lint: $(INSTALLED) ## ruff lint + format check, mypy (strict) on the server and the export package
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

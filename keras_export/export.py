@@ -20,6 +20,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from model_server.logo_detection.inference.onnx_backend import OnnxRuntimeBackend
 from model_server.logo_detection.model_contract import (
@@ -44,17 +45,19 @@ class ExportRefused(RuntimeError):
     """The converted model does not score like the original."""
 
 
-def training_metadata(loaded: LoadedModel) -> dict:
+def training_metadata(loaded: LoadedModel) -> dict[str, Any]:
     """The JSON training wrote beside the `.keras` file. Where an export of this same file was
     published beside it (models/ holds the .keras, the .onnx and the export's JSON), that JSON
     holds the training one under `source`: exporting again carries it, not a nested copy."""
     source = loaded.metadata.get("source")
     if isinstance(source, dict) and source.get("sha256") == loaded.sha256:
-        return source.get("metadata", {})
+        return dict(source.get("metadata", {}))
     return loaded.metadata
 
 
-def sidecar(loaded: LoadedModel, onnx_file: Path, difference: float, tolerance: float) -> dict:
+def sidecar(
+    loaded: LoadedModel, onnx_file: Path, difference: float, tolerance: float
+) -> dict[str, Any]:
     """What serving needs (class order, input size, the .onnx's hash) and how it was checked."""
     images = sum(len(batch) for batch in parity_batches())
     return {

@@ -9,6 +9,6 @@ import keras
 import keras_cv  # noqa: F401  (registers KerasCV classes for deserialization)
 
 
-def read_keras_file(path: Path):
+def read_keras_file(path: Path) -> keras.Model:
     """The keras.Model saved in a `.keras` file, uncompiled (conversion and serving alike)."""
     return keras.saving.load_model(path, compile=False)

@@ -7,9 +7,13 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tensorflow as tf
+
+if TYPE_CHECKING:
+    import keras
 
 from model_server.logo_detection.inference.backend import BackendChoice, InferenceBackend
 from model_server.logo_detection.inference.onnx_backend import OnnxRuntimeBackend
@@ -27,7 +31,7 @@ class LoadedModel:
     keras_model: object  # keras.Model
     path: Path
     class_names: tuple[str, ...]
-    metadata: dict
+    metadata: dict[str, Any]
     sha256: str  # of the file, as describe_model read it
 
 
@@ -37,7 +41,7 @@ def configure_threads(cpu_count: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(min(2, cpu_count))
 
 
-def load_keras_model(model: ModelFile):
+def load_keras_model(model: ModelFile) -> keras.Model:
     """The Keras model in the file, refused unless it outputs one score per class."""
     try:
         keras_model = read_keras_file(model.path)
@@ -68,13 +72,13 @@ class TensorFlowBackend:
 
     name = "tensorflow"
 
-    def __init__(self, keras_model) -> None:
+    def __init__(self, keras_model: keras.Model) -> None:
         self._forward = tf.function(
             lambda images: keras_model(images, training=False), input_signature=[INPUT_SPEC]
         )
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        return self._forward(tf.convert_to_tensor(batch, tf.float32)).numpy()
+        return np.asarray(self._forward(tf.convert_to_tensor(batch, tf.float32)))
 
 
 def keras_backend(
@@ -91,7 +95,7 @@ def keras_backend(
 
 def select_backend(
     choice: BackendChoice,
-    keras_model,
+    keras_model: keras.Model,
     model_file: Path,
     onnx_cache_dir: Path,
     threads: int,
@@ -114,7 +118,7 @@ def select_backend(
 
 def verified_onnx_backend(
     reference: InferenceBackend,
-    keras_model,
+    keras_model: keras.Model,
     model_file: Path,
     onnx_cache_dir: Path,
     threads: int,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -36,7 +37,7 @@ def as_kerascv(plain: keras.Model) -> tuple[keras.Model, float]:
     return classifier, difference
 
 
-def convert(source: Path, destination: Path) -> dict:
+def convert(source: Path, destination: Path) -> dict[str, Any]:
     """Write `destination` (+ its JSON) from the plain-Keras `source`; refuse on a mismatch."""
     classifier, difference = as_kerascv(read_keras_file(source))
     if difference > PARITY_TOLERANCE:

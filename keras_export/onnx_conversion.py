@@ -17,8 +17,12 @@ import time
 import warnings
 from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tensorflow as tf
+
+if TYPE_CHECKING:
+    import keras
 
 from model_server.logo_detection.model_contract import INPUT_SIZE, file_sha256
 
@@ -38,7 +42,7 @@ def cache_path(cache_dir: Path, model_file: Path, sha256: str | None = None) -> 
     return cache_dir / f"{sha256 or file_sha256(model_file)}.{CONVERTER}.onnx"
 
 
-def export_onnx(keras_model, destination: Path) -> None:
+def export_onnx(keras_model: keras.Model, destination: Path) -> None:
     """Keras' ONNX export with a dynamic batch; written atomically so readers never see half."""
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -55,7 +59,7 @@ def export_onnx(keras_model, destination: Path) -> None:
 
 
 def cached_onnx_file(
-    keras_model, model_file: Path, cache_dir: Path, sha256: str | None = None
+    keras_model: keras.Model, model_file: Path, cache_dir: Path, sha256: str | None = None
 ) -> tuple[Path, bool]:
     """The converted model for this exact .keras file, and whether it came from the cache."""
     try:
