@@ -78,7 +78,7 @@ class TensorFlowBackend:
         )
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self._forward(tf.convert_to_tensor(batch, tf.float32)))
+        return np.asarray(self._forward(tf.convert_to_tensor(batch, tf.float32)).numpy())
 
 
 def keras_backend(
