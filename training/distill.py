@@ -365,7 +365,9 @@ def distill(
     report = {**info_common, "wall_clock_seconds": round(time.time() - started)}
     if holdout:
         student = keras.saving.load_model(str(student_file), compile=False)
-        for name, model in (("teacher", teacher_model), ("student", student)):
-            report[name] = held_out_report(model, data_dir, holdout, exclude, cache_dir)
+        report["held_out_reports"] = {
+            name: held_out_report(model, data_dir, holdout, exclude, cache_dir)
+            for name, model in (("teacher", teacher_model), ("student", student))
+        }
     (out / "distill.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     return report
