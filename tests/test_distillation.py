@@ -3,8 +3,8 @@
 The teacher's ImageNet weights are read from the installed package without PyTorch: their
 sha256, the reader's refusal of anything but arrays, every tensor landing in the Keras
 definition, and ImageNet classes of two known ImageNet photos from the shared data. Then the
-whole `distill` run on a tiny generated folder: teacher targets, the student's file and JSON, and
-a second run that resumes instead of training again.
+whole `distill` run on a tiny generated folder: teacher targets, the student's file and JSON, a
+second run that resumes instead of training again, and a student continued from the first.
 """
 
 from __future__ import annotations
@@ -131,10 +131,13 @@ def test_student_targets_mix_the_label_and_the_teacher(method: str, hard_share: 
     np.testing.assert_allclose(batch["features"], [[1.0, 1.0], [-1.0, -1.0]])
 
 
-def run_distill(data_dir: Path, out: Path) -> subprocess.CompletedProcess:
+def run_distill(
+    data_dir: Path, out: Path, *flags: str, succeeds: bool = True
+) -> subprocess.CompletedProcess:
+    """The real command; `flags` come last, so they override the tiny recipe's."""
     command = [sys.executable, "-m", "training", "distill", "--data-dir", str(data_dir)]
     command += ["--out", str(out), "--views", "2", "--head-epochs", "1", "--finetune-epochs", "1"]
-    command += ["--student-stages", "1x64,1x96", "--batch-size", "8"]
+    command += ["--student-stages", "1x64,1x96", "--batch-size", "8", *flags]
     done = subprocess.run(
         command,
         cwd=REPO_ROOT,
@@ -143,7 +146,7 @@ def run_distill(data_dir: Path, out: Path) -> subprocess.CompletedProcess:
         text=True,
         timeout=900,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (done.returncode == 0) == succeeds, done.stdout[-3000:] + done.stderr[-3000:]
     return done
 
 
@@ -199,6 +202,29 @@ def test_distill_writes_teacher_targets_and_a_production_student(tmp_path: Path)
     assert shipped_info["sha256"] == file_sha256(shipped)
     assert shipped_info["version"] == info["version"]
     assert shipped_info["training"] == info["training"]
+
+    # Trained longer: a new run given the teacher's weights and targets, starting its student
+    # from this one (zero passes here, so the result must be that student exactly).
+    continued = tmp_path / "continued"
+    continued.mkdir()
+    for name in ("teacher_top.weights.h5", "targets.npz"):
+        shutil.copyfile(out / name, continued / name)
+    first = out / "logo_detection.keras"
+    run_distill(data_dir, continued, "--init-student", str(first), "--student-stages", "0x64")
+    assert not (continued / "teacher-head-history.csv").exists()  # the teacher was not retrained
+    started_from = keras.saving.load_model(continued / "logo_detection.keras", compile=False)
+    for mine, theirs in zip(started_from.get_weights(), student.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    recipe = json.loads((continued / "logo_detection.json").read_text())["training"]["recipe"]
+    assert recipe["init_student"] == os.path.relpath(first, REPO_ROOT)  # no absolute path
+    refused = run_distill(
+        data_dir,
+        tmp_path / "none",
+        "--init-student",
+        str(tmp_path / "nowhere.keras"),
+        succeeds=False,
+    )
+    assert "--init-student: no model file at" in refused.stderr
 
 
 def assert_production_form(path: Path) -> None:

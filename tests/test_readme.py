@@ -73,6 +73,8 @@ SKIPPED = {
     "make distill-lso": "the same with sources held out; test_distillation runs distill",
     "make ship": "replaces the committed default model; test_distillation converts a student "
     "the same way (keras_export.kerascv_form) and test_export checks the committed export",
+    "python -m training distill": "trains for tens of minutes; test_distillation runs distill, "
+    "and a student continued with --init-student, on a tiny generated set",
     "python -m training evaluate": "needs a trained run; test_training evaluates its tiny model",
     "python -m training classify": "test_training runs classify with a grid",
     "make install-gpu": "downloads TensorFlow's CUDA build; test_training_tools checks its pins",
